@@ -1,0 +1,1 @@
+"""Data versioning: the DataStore interface, the embedded store and the lakeFS backend."""
