@@ -1,0 +1,1 @@
+"""Dagster assets: thin adapters over ml_platform, one graph per model project."""

@@ -1,0 +1,94 @@
+"""Run a project's CI job for data commits in-process, the way the sensor would request it.
+
+Used by `make demo`, the benchmarks and the tests, so all three exercise the sensor's run
+requests (pinned tags) and the same job the daemon launches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from assets import tags
+from ml_platform.config import ProjectConfig
+
+
+@dataclass(frozen=True)
+class GateResult:
+    asset: str
+    check: str
+    passed: bool
+    blocking: bool
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    data_commit: str
+    success: bool
+    materialized: list[str]
+    gates: list[GateResult]
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [g.check for g in self.gates if not g.passed]
+
+    @property
+    def blocked_by(self) -> list[str]:
+        return [g.check for g in self.gates if not g.passed and g.blocking]
+
+    @property
+    def decision(self) -> str:
+        if self.blocked_by:
+            return "BLOCKED"
+        return "PASS" if self.success else "ERROR"
+
+
+def _metadata(evaluation: Any) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+
+
+def summarize(result: dg.ExecuteInProcessResult, data_commit: str) -> RunOutcome:
+    gates = [
+        GateResult(
+            asset=e.asset_key.to_user_string(),
+            check=e.check_name,
+            passed=e.passed,
+            blocking=e.severity == dg.AssetCheckSeverity.ERROR,
+            metadata=_metadata(e),
+        )
+        for e in result.get_asset_check_evaluations()
+    ]
+    materialized = [m.asset_key.to_user_string() for m in result.get_asset_materialization_events()]
+    error = None
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        non_gate = [e for e in failures if "DagsterAssetCheckFailedError" not in str(e.event_specific_data)]
+        if non_gate:
+            error = str(non_gate[0].event_specific_data.error.message).strip()  # type: ignore[union-attr]
+    return RunOutcome(result.run_id, data_commit, result.success, materialized, gates, error)
+
+
+def sensor_run_requests(
+    defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str, cursor: str | None
+) -> tuple[list[dg.RunRequest], str | None]:
+    """One tick of a sensor, as the daemon would evaluate it."""
+    sensor = defs.resolve_sensor_def(sensor_name)
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    data = sensor.evaluate_tick(ctx)
+    return list(data.run_requests or []), data.cursor
+
+
+def execute_requests(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cfg: ProjectConfig, requests: list[dg.RunRequest]
+) -> Iterator[RunOutcome]:
+    job = defs.resolve_job_def(f"{cfg.name}_ci")
+    for request in requests:
+        result = job.execute_in_process(instance=instance, tags=dict(request.tags), raise_on_error=False)
+        yield summarize(result, request.tags.get(tags.DATA_COMMIT, ""))
