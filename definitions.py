@@ -31,13 +31,15 @@ def _code_version() -> str | None:
     return current_code_sha(ROOT)
 
 
-def build_project_defs(cfg: ProjectConfig, code_version: str | None) -> dg.Definitions:
+def build_project_defs(
+    cfg: ProjectConfig, code_version: str | None, executor: dg.ExecutorDefinition = dg.in_process_executor
+) -> dg.Definitions:
     assets = build_project_assets(cfg, code_version)
     job = dg.define_asset_job(
         ci_job_name(cfg),
         selection=dg.AssetSelection.groups(cfg.name),
         # In-process: a step costs milliseconds instead of a fresh interpreter (bench/orchestration.py).
-        executor_def=dg.in_process_executor,
+        executor_def=executor,
         tags={"ml_platform/project": cfg.name},
         description=f"CI for {cfg.name}: data gates, training, evaluation.",
     )
@@ -53,9 +55,11 @@ def default_resources() -> dict[str, object]:
     }
 
 
-def build_defs(projects: list[ProjectConfig]) -> dg.Definitions:
+def build_defs(
+    projects: list[ProjectConfig], executor: dg.ExecutorDefinition = dg.in_process_executor
+) -> dg.Definitions:
     code_version = _code_version()
-    per_project = [build_project_defs(p, code_version) for p in projects]
+    per_project = [build_project_defs(p, code_version, executor) for p in projects]
     return dg.Definitions.merge(*per_project, dg.Definitions(resources=default_resources()))
 
 

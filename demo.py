@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from ml_platform.settings import platform_paths
 from orchestration import RunOutcome, execute_requests, sensor_run_requests
 
 ROOT = Path(__file__).resolve().parent
-console = Console(stderr=False, highlight=False)
+# Wide enough for the gate table when piped to a file or CI log (rich defaults to 80 there).
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def _scenarios(rows: int) -> list[tuple[str, str, Callable[[], pd.DataFrame]]]:
@@ -45,10 +48,9 @@ def _scenarios(rows: int) -> list[tuple[str, str, Callable[[], pd.DataFrame]]]:
         ),
         (
             "drifted",
-            "Snapshot after the price change (charges and usage shifted)",
+            "Snapshot after the price change (charges, usage and plans shifted)",
             lambda: demo_data.with_shift(
-                demo_data.generate_churn(rows, seed=5), ["monthly_charges", "data_usage_gb", "tenure_months"], 1.0,
-                seed=5,
+                demo_data.generate_churn(rows, seed=5), ["monthly_charges", "data_usage_gb", "plan"], 1.0, seed=5
             ),
         ),
     ]
@@ -65,6 +67,10 @@ def _commit(store: DataStore, cfg: ProjectConfig, frame: pd.DataFrame, message: 
     return commit.id
 
 
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
 def _print_outcome(kind: str, outcome: RunOutcome) -> None:
     colour = {"PASS": "green", "BLOCKED": "red"}.get(outcome.decision, "yellow")
     console.print(f"  data commit {outcome.data_commit[:12]} → [bold {colour}]{outcome.decision}[/]"
@@ -75,19 +81,28 @@ def _print_outcome(kind: str, outcome: RunOutcome) -> None:
                       str(g.metadata.get("message", ""))[:110])
     console.print(table)
     for g in outcome.gates:
-        cases = g.metadata.get("detail/failure_cases") or g.metadata.get("failure_cases_table")
-        if not g.passed and g.check == "schema_valid" and cases:
-            console.print("  first failure cases (Pandera, lazy):")
-            console.print(str(cases))
+        if g.passed or g.check != "schema_valid":
+            continue
+        console.print("  failure cases per check (Pandera, lazy):")
+        console.print(_indent(str(g.metadata.get("detail/error_counts", ""))), markup=False)
+        console.print("  first failure cases:")
+        console.print(_indent("\n".join(str(g.metadata.get("detail/failure_cases", "")).splitlines()[:12])), markup=False)
     if outcome.error:
         console.print(f"  [yellow]error:[/] {outcome.error}")
     console.print(f"  materialized: {', '.join(outcome.materialized) or 'nothing'}")
 
 
+def _prepare_dagster_home(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+
+
 def main(rows: int = 8000) -> int:
     paths = platform_paths().ensure()
-    os.environ.setdefault("DAGSTER_HOME", str(paths.home / "dagster"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    _prepare_dagster_home(Path(os.environ.setdefault("DAGSTER_HOME", str(paths.home / "dagster"))))
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     from definitions import defs as load_defs
     from ml_platform.data.factory import open_store
 
@@ -101,7 +116,7 @@ def main(rows: int = 8000) -> int:
         with console.status(f"committing the {kind} dataset and running CI…"):
             commit_id = _commit(store, cfg, make(), message, kind)
             requests, cursor = sensor_run_requests(defs, instance, f"{cfg.name}_data_commit_sensor", cursor)
-            ran = list(execute_requests(defs, instance, cfg, requests))
+            ran = list(execute_requests(defs, instance, cfg, requests, console_log_level="CRITICAL"))
         console.rule(f"[bold]{kind}[/]: {message}")
         if not ran:
             console.print(f"  [red]the sensor requested no run for {commit_id}[/]")

@@ -80,15 +80,27 @@ def sensor_run_requests(
 ) -> tuple[list[dg.RunRequest], str | None]:
     """One tick of a sensor, as the daemon would evaluate it."""
     sensor = defs.resolve_sensor_def(sensor_name)
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources or {})
+    )
     data = sensor.evaluate_tick(ctx)
     return list(data.run_requests or []), data.cursor
 
 
 def execute_requests(
-    defs: dg.Definitions, instance: dg.DagsterInstance, cfg: ProjectConfig, requests: list[dg.RunRequest]
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cfg: ProjectConfig,
+    requests: list[dg.RunRequest],
+    *,
+    console_log_level: str = "INFO",
 ) -> Iterator[RunOutcome]:
+    """Execute each request's run in-process; the event log still records everything (the UI
+    shows it); ``console_log_level`` only quiets what is echoed to the terminal."""
     job = defs.resolve_job_def(f"{cfg.name}_ci")
+    run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
     for request in requests:
-        result = job.execute_in_process(instance=instance, tags=dict(request.tags), raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, tags=dict(request.tags), run_config=run_config, raise_on_error=False
+        )
         yield summarize(result, request.tags.get(tags.DATA_COMMIT, ""))

@@ -14,6 +14,7 @@ from ml_platform.config import GateMode
 from ml_platform.gates import Verdict
 
 _MAX_JSON_CHARS = 20_000
+_MAX_TABLE_ROWS = 50
 
 
 def _clean(value: Any) -> Any:
@@ -83,6 +84,10 @@ def _detail_value(value: Any) -> Any:
         return dg.MetadataValue.md(value)
     if isinstance(value, Path):
         return dg.MetadataValue.path(str(value))
+    if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
+        return dg.MetadataValue.md(md_table(value[:_MAX_TABLE_ROWS]))
+    if isinstance(value, Mapping) and value and all(isinstance(v, (int, float)) for v in value.values()):
+        return dg.MetadataValue.md(md_table([{"name": k, "value": v} for k, v in value.items()]))
     if isinstance(value, (dict, list)):
         return json_value(value)
     return scalar(value)

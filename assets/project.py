@@ -6,7 +6,6 @@ that asset (one computation, the check result yielded beside the output); blocki
 everything downstream in the run.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any

@@ -183,7 +183,7 @@ def train_candidate(
 ) -> Candidate:
     started = time.perf_counter()
     train_df, _ = training.split_holdout(snap.frame, cfg)
-    trained = training.train(train_df, cfg)
+    trained = training.train(train_df, cfg, holdout_rows=len(snap.frame) - len(train_df))
     ref = registry.log_candidate(
         cfg,
         trained,

@@ -1,6 +1,7 @@
 """``<project>_data_commit_sensor``: one run per new data commit, the commit pinned in the run's tags."""
 
-from __future__ import annotations
+
+from typing import Any
 
 import dagster as dg
 
@@ -21,7 +22,7 @@ def _handled(instance: dg.DagsterInstance, project: str):
 
 
 def build_data_commit_sensor(
-    cfg: ProjectConfig, job: dg.UnresolvedAssetJobDefinition, *, minimum_interval_seconds: int = 15
+    cfg: ProjectConfig, job: Any, *, minimum_interval_seconds: int = 15
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{cfg.name}_data_commit_sensor",

@@ -1,0 +1,132 @@
+"""Orchestration overhead: the whole CI graph through Dagster vs the same domain functions direct.
+
+    .venv/bin/python bench/orchestration.py [--rows 5000] [--repeats 3] [--multiprocess]
+
+Both paths run the same ml_platform.pipeline functions on the same data commit in this process,
+warm (one untimed run first). The overhead is Dagster's: step orchestration, event log writes
+(SQLite), IO-manager pickling. Target: <= 5 s for the whole graph on the embedded default.
+--multiprocess also times Dagster's default multiprocess executor (a fresh interpreter per step)
+as the baseline the in-process choice is measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TARGET_OVERHEAD_S = 5.0
+
+
+def _direct(cfg, store, registry, reports, commit) -> None:
+    from ml_platform import pipeline
+
+    snap = pipeline.load_snapshot(store, cfg, commit)
+    pipeline.row_count_verdict(snap, cfg)
+    pipeline.validate_snapshot(snap, cfg, reports)
+    pipeline.drift_snapshot(snap, cfg, store, registry, reports)
+    cand = pipeline.train_candidate(snap, cfg, registry, code_sha="bench", run_tags={})
+    pipeline.evaluate_candidate(snap, cand, cfg, registry, reports)
+
+
+def _timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def multiprocess_job():
+    """Module-level so Dagster can reconstruct the job in each step process."""
+    import dagster as dg
+
+    from definitions import build_defs
+    from ml_platform.config import load_project
+
+    cfg = load_project(ROOT / "projects" / "churn.yaml")
+    return build_defs([cfg], executor=dg.multiprocess_executor).resolve_job_def("churn_ci")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=5000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--multiprocess", action="store_true")
+    args = ap.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="bench-orch-"))
+    os.environ["ML_PLATFORM_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    (home / "dagster").mkdir(parents=True)
+
+    import dagster as dg
+    from ml_platform.data.local import LocalDataStore
+    from ml_platform.tracking import ModelRegistry
+
+    from definitions import defs
+    from ml_platform import dataset, demo_data
+    from ml_platform.config import load_project
+    from ml_platform.settings import platform_paths
+
+    cfg = load_project(ROOT / "projects" / "churn.yaml")
+    paths = platform_paths().ensure()
+    store = LocalDataStore(paths.data_store)
+    store.create_repository(cfg.dataset.repository)
+    frame = demo_data.generate_churn(args.rows, seed=1)
+    commit = store.commit(
+        cfg.dataset.repository,
+        "main",
+        {cfg.dataset.path: dataset.to_bytes(frame, cfg.dataset.path)},
+        message="bench",
+        author="bench",
+    ).id
+    registry = ModelRegistry(paths.mlflow_tracking_uri, paths.mlflow_artifact_root)
+    job = defs().resolve_job_def("churn_ci")
+    instance = dg.DagsterInstance.get()
+    run_tags = {"ml_platform/data_commit": commit, "ml_platform/project": "churn"}
+
+    def through_dagster() -> None:
+        res = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False)
+        assert res.success, "the bench run failed"
+
+    def direct() -> None:
+        _direct(cfg, store, registry, paths.reports, commit)
+
+    direct(), through_dagster()  # warm: imports, MLflow schema migration, first registration
+    d = _timed(direct, args.repeats)
+    g = _timed(through_dagster, args.repeats)
+    rows = [("direct (domain functions)", d), ("Dagster in-process executor", g)]
+    if args.multiprocess:
+        from dagster import execute_job, reconstructable
+
+        def multi() -> None:
+            res = execute_job(reconstructable(multiprocess_job), instance=instance, tags=run_tags)
+            assert res.success
+
+        rows.append(("Dagster multiprocess executor", _timed(multi, args.repeats)))
+
+    print(f"whole CI graph on {args.rows} rows, {args.repeats} repeats (median, min, max in s)")
+    for name, ts in rows:
+        print(f"  {name:32s} {statistics.median(ts):7.2f} {min(ts):7.2f} {max(ts):7.2f}")
+    overhead = statistics.median(g) - statistics.median(d)
+    print(
+        f"  orchestration overhead (in-process - direct): {overhead:.2f} s "
+        f"(ratio {statistics.median(g) / statistics.median(d):.2f}x) "
+        f"target <= {TARGET_OVERHEAD_S:.0f} s: {'PASS' if overhead <= TARGET_OVERHEAD_S else 'FAIL'}"
+    )
+    if args.multiprocess:
+        mp = statistics.median(rows[2][1]) - statistics.median(d)
+        print(f"  multiprocess overhead: {mp:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Definitions smoke test: every project's assets, checks, job and sensor load, with stable names."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from definitions import defs as load_defs
+from ml_platform.config import load_projects
+from tests.conftest import ROOT
+
+EXPECTED_ASSETS = {"training_data", "validation_report", "drift_report", "candidate_model", "evaluation"}
+EXPECTED_CHECKS = {
+    ("training_data", "row_count"),
+    ("validation_report", "schema_valid"),
+    ("drift_report", "no_drift"),
+    ("evaluation", "metric_thresholds"),
+}
+
+
+def test_every_project_yields_its_graph_job_and_sensor() -> None:
+    defs = load_defs()
+    dg.Definitions.validate_loadable(defs)
+    projects = [p.name for p in load_projects(ROOT / "projects")]
+    graph = defs.resolve_asset_graph()
+    keys = {k.path[0]: set() for k in graph.get_all_asset_keys()}
+    for k in graph.get_all_asset_keys():
+        keys[k.path[0]].add(k.path[1])
+    checks = {(c.asset_key.path[0], c.asset_key.path[1], c.name) for c in graph.asset_check_keys}
+    for name in projects:
+        assert EXPECTED_ASSETS <= keys[name]
+        assert {(name, a, c) for a, c in EXPECTED_CHECKS} <= checks
+        assert defs.resolve_job_def(f"{name}_ci") is not None
+        sensor = defs.resolve_sensor_def(f"{name}_data_commit_sensor")
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert set(projects) <= groups
+
+
+def test_blocking_modes_follow_config() -> None:
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    blocking = {
+        c.name: graph.get_check_spec(c).blocking for c in graph.asset_check_keys if c.asset_key.path[0] == "churn"
+    }
+    assert blocking["schema_valid"] and blocking["metric_thresholds"]
