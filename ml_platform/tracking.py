@@ -3,7 +3,7 @@
 Everything goes through an ``MlflowClient`` bound to this instance's URIs, so two registries in
 one process never see each other's settings. The one exception is writing the model itself:
 ``mlflow.sklearn.log_model`` builds its own client from the *global* tracking URI, so
-:func:`_global_tracking_uri` swaps that URI in for the duration of the call and restores it (and
+:func:`~ml_platform._mlflow_support.global_tracking_uri` swaps that URI in for the duration of the call and restores it (and
 the ``MLFLOW_TRACKING_URI`` variable mlflow mirrors it into) afterwards, under a lock. Code that
 uses mlflow's fluent API from another thread at that very moment would see our URI.
 
@@ -14,20 +14,14 @@ re-computes it first and refuses a model whose files changed.
 
 from __future__ import annotations
 
-import os
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import mlflow
 import mlflow.artifacts
@@ -36,15 +30,23 @@ import mlflow.sklearn
 import pandas as pd
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.protos.databricks_pb2 import (
     RESOURCE_ALREADY_EXISTS,
     RESOURCE_DOES_NOT_EXIST,
     ErrorCode,
 )
 from mlflow.pyfunc import PyFuncModel
-from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
+from ml_platform._mlflow_support import (
+    SKOPS_TRUSTED_TYPES,
+    as_uri,
+    dir_size,
+    file_uri_path,
+    global_tracking_uri,
+    model_input_example,
+    pinned_requirements,
+)
 from ml_platform.config import ProjectConfig
 from ml_platform.errors import MLPlatformError, TrackingError
 from ml_platform.model_gates.artifact import directory_digest
@@ -55,21 +57,8 @@ MODEL_NAME = "model"
 DIGEST_TAG = "ml_platform.digest"
 DATA_COMMIT_TAG = "ml_platform.data_commit"
 CODE_SHA_TAG = "ml_platform.code_sha"
-# What the model needs at serving time, pinned to this environment (scipy: sklearn's numerics).
-PINNED_PACKAGES = ("mlflow", "scikit-learn", "scipy", "pandas", "numpy", "skops")
-
-# skops refuses to load types that can carry unchecked indices; these are the ones the platform's
-# own estimators need (reviewed per estimator in ml_platform.training). Trusting them is safe here
-# because a model is only loaded after its files match the digest recorded at registration.
-SKOPS_TRUSTED_TYPES = (
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-)
-
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
-_FLUENT_LOCK = threading.Lock()
 _MISSING = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 _EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
 
@@ -89,58 +78,6 @@ class ModelRef:
     code_sha: str | None = None
 
 
-def pinned_requirements() -> list[str]:
-    """``name==version`` for every package the served model needs, as installed here."""
-    return [f"{name}=={metadata.version(name)}" for name in PINNED_PACKAGES]
-
-
-def model_input_example(
-    frame: pd.DataFrame, cfg: ProjectConfig, features: tuple[str, ...]
-) -> pd.DataFrame:
-    """Model input columns of ``frame``; nullable ints as float so the signature allows NaN."""
-    example = frame[list(features)].copy()
-    for name in features:
-        spec = cfg.feature(name)
-        if spec.dtype == "int" and spec.nullable:
-            example[name] = example[name].astype("float64")
-    return example
-
-
-def _as_uri(root: str | Path) -> str:
-    text = str(root)
-    if isinstance(root, Path) or "://" not in text:
-        return Path(text).expanduser().resolve().as_uri()
-    return text.rstrip("/")
-
-
-def _file_uri_path(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return Path(url2pathname(parsed.path))
-    return None
-
-
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-@contextmanager
-def _global_tracking_uri(uri: str) -> Iterator[None]:
-    """Point mlflow's global tracking URI at ``uri`` for one fluent call, then put it back."""
-    with _FLUENT_LOCK:
-        saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-        try:
-            with _use_tracking_uri(uri):
-                yield
-        finally:
-            # mlflow's restore unsets the variable when no global URI was set, which would drop
-            # a value the user exported; put back exactly what was there.
-            if saved_env is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = saved_env
-
-
 class ModelRegistry:
     """MLflow runs, models, versions, aliases and tags for the platform's model projects."""
 
@@ -148,22 +85,22 @@ class ModelRegistry:
         self, tracking_uri: str, artifact_root: str | Path, registry_uri: str | None = None
     ) -> None:
         self.tracking_uri = tracking_uri
-        self.artifact_root = _as_uri(artifact_root)
+        self.artifact_root = as_uri(artifact_root)
         # Explicit registry URI: left unset, mlflow would prefer a process-global one.
         self.registry_uri = registry_uri or tracking_uri
 
     @cached_property
     def _client(self) -> mlflow.MlflowClient:
         # Created on first use: for SQLite, mlflow creates and migrates the schema right here
-        # (seconds on a busy disk), which a constructor, e.g. while building Definitions, should not do.
+        # (seconds on a busy disk); a constructor, e.g. one called by Definitions, must not.
         try:
             return mlflow.MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
             )
         except MlflowException as e:
             raise TrackingError(
-                f"cannot open the MLflow store {self.tracking_uri}: {e}; for SQLite, check that "
-                "the folder exists and is writable"
+                f"cannot open the MLflow store {self.tracking_uri}: {e}; check the URI and that "
+                "the store is reachable and writable"
             ) from e
 
     def __repr__(self) -> str:
@@ -321,7 +258,7 @@ class ModelRegistry:
             model_uri=f"models:/{cfg.name}/{version}",
             digest=digest,
             artifact_path=model_dir.path,
-            size_bytes=_dir_size(model_dir.path),
+            size_bytes=dir_size(model_dir.path),
             data_commit=data_commit,
             code_sha=code_sha,
         )
@@ -341,11 +278,30 @@ class ModelRegistry:
             logged = self._client.create_logged_model(
                 experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="sklearn"
             )
-            with _global_tracking_uri(self.tracking_uri):
+        except MlflowException as e:
+            raise TrackingError(f"cannot create a logged model for run {run_id}: {e}") from e
+        status = LoggedModelStatus.FAILED
+        try:
+            self._write_sklearn_model(trained, logged.model_id, run_id, signature, example)
+            status = LoggedModelStatus.READY
+        finally:
+            self._finalize_logged_model(logged.model_id, status)
+        return _LoggedDir(logged.model_id, self._local_dir(logged.artifact_location))
+
+    def _write_sklearn_model(
+        self,
+        trained: TrainedModel,
+        model_id: str,
+        run_id: str,
+        signature: ModelSignature,
+        example: pd.DataFrame,
+    ) -> None:
+        try:
+            with global_tracking_uri(self.tracking_uri):
                 mlflow.sklearn.log_model(
                     trained.pipeline,
                     name=MODEL_NAME,
-                    model_id=logged.model_id,
+                    model_id=model_id,
                     run_id=run_id,
                     signature=signature,
                     input_example=example,
@@ -354,17 +310,21 @@ class ModelRegistry:
                     pyfunc_predict_fn="predict_proba",
                     skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
                 )
-            self._client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-        except MlflowException as e:
+        except (MlflowException, OSError) as e:
             raise TrackingError(f"cannot log the model of run {run_id}: {e}") from e
-        return _LoggedDir(logged.model_id, self._local_dir(logged.artifact_location))
+
+    def _finalize_logged_model(self, model_id: str, status: LoggedModelStatus) -> None:
+        try:
+            self._client.finalize_logged_model(model_id, status)
+        except MlflowException as e:
+            raise TrackingError(f"cannot mark logged model {model_id} {status}: {e}") from e
 
     def _register(self, name: str, model_id: str, run_id: str, tags: Mapping[str, str]) -> int:
         try:
             self._ensure_registered_model(name)
             # The SQL registry store resolves a models:/ source with a default MlflowClient(),
             # i.e. through the global tracking URI (an mlflow TODO), hence the swap.
-            with _global_tracking_uri(self.tracking_uri):
+            with global_tracking_uri(self.tracking_uri):
                 mv = self._client.create_model_version(
                     name,
                     source=f"models:/{model_id}",
@@ -443,7 +403,7 @@ class ModelRegistry:
             model_uri=f"models:/{name}/{version}",
             digest=tags.get(DIGEST_TAG),
             artifact_path=path,
-            size_bytes=_dir_size(path),
+            size_bytes=dir_size(path),
             data_commit=tags.get(DATA_COMMIT_TAG),
             code_sha=tags.get(CODE_SHA_TAG),
         )
@@ -504,7 +464,7 @@ class ModelRegistry:
 
     def _local_dir(self, artifact_uri: str) -> Path:
         """A local directory with ``artifact_uri``'s files: the path of a file URI, else a copy."""
-        local = _file_uri_path(artifact_uri)
+        local = file_uri_path(artifact_uri)
         if local is not None:
             return local
         dst = tempfile.mkdtemp(prefix="ml-platform-model-")

@@ -120,12 +120,14 @@ class LakeFSDataStore:
     # -- repositories and branches -------------------------------------------------------------
 
     def create_repository(self, repository: str, default_branch: str = "main") -> None:
-        creation = lakefs_sdk.RepositoryCreation.from_dict(
+        creation = _request_model(
+            lakefs_sdk.RepositoryCreation,
             {
                 "name": repository,
                 "storage_namespace": self._storage_namespace.format(repository=repository),
                 "default_branch": default_branch,
-            }
+            },
+            what=f"repository '{repository}'",
         )
         self._call(
             f"create repository '{repository}'",
@@ -144,7 +146,9 @@ class LakeFSDataStore:
         return True
 
     def create_branch(self, repository: str, branch: str, source_ref: str) -> str:
-        creation = lakefs_sdk.BranchCreation.from_dict({"name": branch, "source": source_ref})
+        creation = _request_model(
+            lakefs_sdk.BranchCreation, {"name": branch, "source": source_ref}, what=f"branch '{branch}'"
+        )
         head = self._call(
             f"create branch '{branch}' from '{source_ref}' in repository '{repository}'",
             lambda: self._client.branches_api.create_branch(repository, creation, **self._kw()),
@@ -529,3 +533,16 @@ def _without_userinfo(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _request_model(model: Any, data: dict[str, Any], *, what: str) -> Any:
+    """Build an SDK request model; its own validation (pydantic v1, a ValueError) becomes ConfigError
+    so a bad name fails the same way on both backends."""
+    try:
+        return model.from_dict(data)
+    except ValueError as e:
+        raise ConfigError(
+            f"invalid {what}: {str(e).splitlines()[-1].strip()}; lakeFS repository names match "
+            "[a-z0-9][a-z0-9-]{2,62} and branch names \\w[-\\w]*",
+            field="name",
+        ) from e

@@ -199,6 +199,8 @@ def test_failed_logging_ends_the_run_failed_and_keeps_the_alias(
     c = client(registry)
     statuses = sorted(r.info.status for r in c.search_runs([registry.ensure_experiment("churn")]))
     assert statuses == ["FAILED", "FINISHED"]
+    models = c.search_logged_models(experiment_ids=[registry.ensure_experiment("churn")])
+    assert sorted(str(m.status) for m in models) == ["FAILED", "READY"]
     assert registry.get_alias("churn", CHALLENGER) == first
 
 
