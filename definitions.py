@@ -5,24 +5,29 @@ happens at import. Each project file in $ML_PLATFORM_PROJECTS (default ./project
 asset graph (key prefix and group = project name), job and sensors.
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 
 import dagster as dg
 
+from assets.jobs import build_jobs, ci_job_name
+from assets.model_checks import build_model_checks
 from assets.project import build_project_assets
+from assets.promotion import build_promotion_assets
 from ml_platform.config import ProjectConfig, load_projects
+from ml_platform.errors import ConfigError
 from resources import DataStoreResource, ModelRegistryResource, PlatformResource
+from resources.notifier import notifier_resource
+from sensors.alerts import build_failure_alerts_sensor
 from sensors.data_commit import build_data_commit_sensor
+from sensors.git_push import build_git_push_sensor
 
 PROJECTS_ENV = "ML_PLATFORM_PROJECTS"
 ROOT = Path(__file__).resolve().parent
+BACKEND_ENV = "ML_PLATFORM_DATA_BACKEND"  # local (default) | lakefs
+SENSOR_INTERVAL_ENV = "ML_PLATFORM_SENSOR_INTERVAL_S"  # sensors' minimum interval (bench, demos)
 
-
-def ci_job_name(cfg: ProjectConfig) -> str:
-    return f"{cfg.name}_ci"
+__all__ = ["build_defs", "build_project_defs", "ci_job_name", "defs"]
 
 
 def _code_version() -> str | None:
@@ -32,35 +37,78 @@ def _code_version() -> str | None:
 
 
 def build_project_defs(
-    cfg: ProjectConfig, code_version: str | None, executor: dg.ExecutorDefinition = dg.in_process_executor
+    cfg: ProjectConfig,
+    code_version: str | None,
+    executor: dg.ExecutorDefinition = dg.in_process_executor,
+    *,
+    sensor_interval_s: int | None = None,
 ) -> dg.Definitions:
-    assets = build_project_assets(cfg, code_version)
-    job = dg.define_asset_job(
-        ci_job_name(cfg),
-        selection=dg.AssetSelection.groups(cfg.name),
-        # In-process: a step costs milliseconds instead of a fresh interpreter (bench/orchestration.py).
-        executor_def=executor,
-        tags={"ml_platform/project": cfg.name},
-        description=f"CI for {cfg.name}: data gates, training, evaluation.",
+    assets = build_project_assets(cfg, code_version) + build_promotion_assets(cfg, code_version)
+    # In-process: a step costs milliseconds instead of a fresh interpreter (bench/orchestration.py).
+    ci_job, scope_jobs = build_jobs(cfg, executor)
+    interval = {} if sensor_interval_s is None else {"minimum_interval_seconds": sensor_interval_s}
+    sensors = [build_data_commit_sensor(cfg, ci_job, **interval)]
+    if cfg.code.remote:
+        sensors.append(build_git_push_sensor(cfg, scope_jobs, **interval))
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=build_model_checks(cfg),
+        jobs=[ci_job, *scope_jobs.values()],
+        sensors=sensors,
     )
-    return dg.Definitions(assets=assets, jobs=[job], sensors=[build_data_commit_sensor(cfg, job)])
 
 
-def default_resources() -> dict[str, object]:
+def data_store_resource(backend: str) -> DataStoreResource:
+    """The data store resource; lakeFS endpoint and credentials only ever via dg.EnvVar."""
+    if backend == "local":
+        return DataStoreResource()
+    if backend == "lakefs":
+        from ml_platform.data import lakefs_store as lk
+
+        return DataStoreResource(
+            backend="lakefs",
+            lakefs_endpoint=dg.EnvVar(lk.ENV_ENDPOINT),
+            lakefs_access_key_id=dg.EnvVar(lk.ENV_ACCESS_KEY_ID),
+            lakefs_secret_access_key=dg.EnvVar(lk.ENV_SECRET_ACCESS_KEY),
+        )
+    raise ConfigError(f"unknown data backend '{backend}'; use 'local' or 'lakefs'", field=BACKEND_ENV)
+
+
+def default_resources(backend: str = "local") -> dict[str, object]:
     return {
         # Paths resolve at run time ($ML_PLATFORM_HOME or ./.ml-platform), never at import.
         "platform": PlatformResource(),
-        "data_store": DataStoreResource(),
+        "data_store": data_store_resource(backend),
         "model_registry": ModelRegistryResource(),
+        "notifier": notifier_resource(),  # webhook via dg.EnvVar when configured, else a file
     }
 
 
+def _sensor_interval_s() -> int | None:
+    raw = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"must be a whole number of seconds >= 1, got '{raw}'", field=SENSOR_INTERVAL_ENV)
+    return int(raw)
+
+
 def build_defs(
-    projects: list[ProjectConfig], executor: dg.ExecutorDefinition = dg.in_process_executor
+    projects: list[ProjectConfig],
+    executor: dg.ExecutorDefinition = dg.in_process_executor,
+    *,
+    backend: str | None = None,
 ) -> dg.Definitions:
+    """Every project's graph, jobs and sensors plus the shared resources. Reads the environment
+    here (definitions build), never at import: the backend and the sensor interval."""
     code_version = _code_version()
-    per_project = [build_project_defs(p, code_version, executor) for p in projects]
-    return dg.Definitions.merge(*per_project, dg.Definitions(resources=default_resources()))
+    interval = _sensor_interval_s()
+    per_project = [
+        build_project_defs(p, code_version, executor, sensor_interval_s=interval) for p in projects
+    ]
+    chosen = backend or os.environ.get(BACKEND_ENV) or "local"
+    shared = dg.Definitions(resources=default_resources(chosen), sensors=[build_failure_alerts_sensor()])
+    return dg.Definitions.merge(*per_project, shared)
 
 
 @dg.definitions

@@ -1,9 +1,12 @@
 """`make demo`: the whole loop on the embedded defaults, non-interactively.
 
-Commits a clean dataset (gates pass, model registered), a corrupted one (the schema gate blocks,
-nothing downstream runs) and a drifted one (the drift gate blocks), each picked up by the data
-commit sensor and run by the same job the daemon launches. Prints a readable summary and, as the
-very last line, a JSON object with one entry per commit.
+Commits a clean dataset (every gate passes: PROMOTE, the model becomes the champion), a
+corrupted one (the schema gate blocks, nothing downstream runs), a drifted one (the drift gate
+blocks) and one with heavily noised labels (trained and registered, then REJECTed by
+no_regression_vs_champion), each picked up by the data commit sensor and run by the same job the
+daemon launches. Prints a readable summary, `ml-platform why churn` for the promoted and the
+rejected version, the failure notifications, and, as the very last line, a JSON object with one
+entry per commit.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ def _scenarios(rows: int) -> list[tuple[str, str, Callable[[], pd.DataFrame]]]:
                 demo_data.generate_churn(rows, seed=5), ["monthly_charges", "data_usage_gb", "plan"], 1.0, seed=5
             ),
         ),
+        (
+            "noisy_labels",
+            "Snapshot with a labelling bug (30 % of 'churned' flipped)",
+            lambda: demo_data.with_noisy_labels(demo_data.generate_churn(rows, seed=6), "churned", 0.3, seed=6),
+        ),
     ]
 
 
@@ -72,7 +80,7 @@ def _indent(text: str) -> str:
 
 
 def _print_outcome(kind: str, outcome: RunOutcome) -> None:
-    colour = {"PASS": "green", "BLOCKED": "red"}.get(outcome.decision, "yellow")
+    colour = {"PASS": "green", "PROMOTE": "green", "BLOCKED": "red", "REJECT": "red"}.get(outcome.decision, "yellow")
     console.print(f"  data commit {outcome.data_commit[:12]} → [bold {colour}]{outcome.decision}[/]"
                   f"  (run {outcome.run_id[:8]})")
     table = Table("asset", "gate", "verdict", "why", show_lines=False)
@@ -87,9 +95,47 @@ def _print_outcome(kind: str, outcome: RunOutcome) -> None:
         console.print(_indent(str(g.metadata.get("detail/error_counts", ""))), markup=False)
         console.print("  first failure cases:")
         console.print(_indent("\n".join(str(g.metadata.get("detail/failure_cases", "")).splitlines()[:12])), markup=False)
+    for g in outcome.gates:
+        if g.check == "no_regression_vs_champion" and not g.passed:
+            m = g.metadata
+            console.print(
+                f"  no_regression_vs_champion: candidate v{m.get('model_version')} {m.get('detail/metric')} = "
+                f"{m.get('observed'):.4f}, champion v{m.get('detail/champion_version')} = {m.get('baseline'):.4f}, "
+                f"bound >= {m.get('threshold'):.4f}, difference {m.get('detail/difference'):.4f} "
+                f"({m.get('detail/confidence'):.0%} CI [{m.get('detail/ci_low'):.4f}, {m.get('detail/ci_high'):.4f}])",
+                markup=False,
+            )
+    if outcome.promotion is not None:
+        console.print(f"  decision: {outcome.promotion.get('reason')}", markup=False)
     if outcome.error:
         console.print(f"  [yellow]error:[/] {outcome.error}")
     console.print(f"  materialized: {', '.join(outcome.materialized) or 'nothing'}")
+
+
+def _print_why(project: str, outcomes: list[RunOutcome]) -> None:
+    """`ml-platform why` for the promoted and the rejected versions, as a CI server would run it."""
+    from ml_platform.cli import app
+
+    for o in outcomes:
+        if o.promotion is None:
+            continue
+        version = o.promotion["model_version"]
+        console.rule(f"[bold]$ ml-platform why {project} --version {version}")
+        sys.stdout.flush()
+        code = app(["why", project, "--version", str(version)], standalone_mode=False)
+        console.print(f"  (exit code {code})")
+
+
+def _print_alerts(defs: dg.Definitions, instance: dg.DagsterInstance, path: Path) -> None:
+    """One tick of the failure alerts sensor: one notification per failed check and failed run."""
+    before = len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
+    sensor_run_requests(defs, instance, "failure_alerts_sensor", None)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    console.rule("[bold]failure notifications (failure_alerts_sensor)")
+    console.print(f"  {len(lines) - before} sent to {path} (set ML_PLATFORM_ALERT_WEBHOOK_URL for Slack):")
+    for line in lines[before:]:
+        n = json.loads(line)
+        console.print(f"  - [{n['severity']}] {n['title']}  {n['link']}", markup=False)
 
 
 def _prepare_dagster_home(home: Path) -> None:
@@ -124,6 +170,8 @@ def main(rows: int = 8000) -> int:
         for outcome in ran:
             _print_outcome(kind, outcome)
             outcomes.append(outcome)
+    _print_why(cfg.name, outcomes)
+    _print_alerts(defs, instance, paths.notifications)
     console.rule("[bold]where to look")
     console.print(
         "  Dagster UI:   make ui         → http://127.0.0.1:3000 (runs, asset checks, linked reports;\n"

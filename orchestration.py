@@ -34,6 +34,7 @@ class RunOutcome:
     gates: list[GateResult]
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    promotion: dict[str, Any] | None = None  # metadata of the promotion_decision materialization
 
     @property
     def failed_checks(self) -> list[str]:
@@ -45,6 +46,10 @@ class RunOutcome:
 
     @property
     def decision(self) -> str:
+        """PROMOTE / HOLD / REJECT as recorded by promotion_decision, else BLOCKED by a data
+        gate, PASS (no decision asset in the job) or ERROR."""
+        if self.promotion is not None:
+            return str(self.promotion["decision"])
         if self.blocked_by:
             return "BLOCKED"
         return "PASS" if self.success else "ERROR"
@@ -65,14 +70,19 @@ def summarize(result: dg.ExecuteInProcessResult, data_commit: str) -> RunOutcome
         )
         for e in result.get_asset_check_evaluations()
     ]
-    materialized = [m.asset_key.to_user_string() for m in result.get_asset_materialization_events()]
+    events = result.get_asset_materialization_events()
+    materialized = [m.asset_key.to_user_string() for m in events]
+    decisions = [
+        _metadata(m.materialization) for m in events if m.asset_key.path[-1] == "promotion_decision"
+    ]
     error = None
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         non_gate = [e for e in failures if "DagsterAssetCheckFailedError" not in str(e.event_specific_data)]
         if non_gate:
             error = str(non_gate[0].event_specific_data.error.message).strip()  # type: ignore[union-attr]
-    return RunOutcome(result.run_id, data_commit, result.success, materialized, gates, error)
+    promotion = decisions[-1] if decisions else None
+    return RunOutcome(result.run_id, data_commit, result.success, materialized, gates, error, promotion=promotion)
 
 
 def sensor_run_requests(

@@ -6,11 +6,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
-from ml_platform.config import GateMode
+from ml_platform.config import Direction, GateMode
 from ml_platform.gates import Verdict
 
 _MAX_JSON_CHARS = 20_000
@@ -93,16 +93,72 @@ def _detail_value(value: Any) -> Any:
     return scalar(value)
 
 
-def check_result(v: Verdict, asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
-    """A failed blocking gate is ERROR (stops downstream); a failed warning gate is WARN."""
-    severity = dg.AssetCheckSeverity.ERROR if v.mode is GateMode.BLOCKING else dg.AssetCheckSeverity.WARN
+GateKind = Literal["data", "model", "promotion"]
+
+
+def report_severity(v: Verdict, kind: GateKind) -> dg.AssetCheckSeverity:
+    """The one place that decides how a failed gate is reported to Dagster.
+
+    - data gates (row_count, schema_valid, no_drift): a failed *blocking* gate is ERROR, so the
+      run stops there: nothing trains on bad data.
+    - model gates (candidate_model / evaluation checks): always WARN. Blocking ones are still
+      declared ``blocking=True`` so the decision waits for them, but a failure must not stop the
+      run: ``promotion_decision`` has to run and record the REJECT with its evidence. The
+      check's metadata keeps ``mode=blocking`` and ``verdict=FAIL``; the decision reads those.
+    - promotion (``promotable``): ERROR unless PROMOTE. This is THE gate: it stops everything
+      downstream in the run, and ``require_promotable`` carries it across runs.
+    A failed warning-mode gate is WARN everywhere.
+    """
+    if kind == "model" or v.mode is not GateMode.BLOCKING:
+        return dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckSeverity.ERROR
+
+
+def check_result(
+    v: Verdict,
+    asset_key: dg.AssetKey | None = None,
+    *,
+    kind: GateKind = "data",
+    extra: Mapping[str, Any] | None = None,
+    links: Mapping[str, dg.MetadataValue] | None = None,
+) -> dg.AssetCheckResult:
+    """The check result of a gate: severity from :func:`report_severity`, the verdict's fields
+    plus ``extra`` (e.g. the model version the verdict belongs to) and report ``links``."""
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=v.gate,
         passed=v.passed,
-        severity=severity,
-        metadata=verdict_metadata(v),
+        severity=report_severity(v, kind),
+        metadata=verdict_metadata(v) | plain(extra or {}) | dict(links or {}),
         description=v.message,
+    )
+
+
+def _number_or_text(value: Any) -> float | str | None:
+    if value is None or value == "n/a":
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def verdict_from_check(check_name: str, passed: bool, metadata: Mapping[str, Any]) -> Verdict:
+    """The inverse of :func:`verdict_metadata`: a recorded check evaluation as a Verdict (scalar
+    details only; tables and reports stay in the check's metadata)."""
+    raw = {k: getattr(m, "value", m) for k, m in metadata.items()}
+    direction = raw.get("direction")
+    details = {
+        k.removeprefix("detail/"): v for k, v in raw.items()
+        if k.startswith("detail/") and (isinstance(v, (int, float, str, bool)) and len(str(v)) < 500)
+    }
+    return Verdict(
+        gate=check_name,
+        passed=passed,
+        message=str(raw.get("message", "")),
+        observed=_number_or_text(raw.get("observed")),
+        threshold=_number_or_text(raw.get("threshold")),
+        baseline=_number_or_text(raw.get("baseline")),
+        direction=Direction(direction) if direction and direction != "n/a" else None,
+        mode=GateMode(raw.get("mode", GateMode.BLOCKING.value)),
+        details=details,
     )
 
 

@@ -12,6 +12,7 @@ CODE_SHA = f"{PREFIX}/code_sha"
 CODE_BRANCH = f"{PREFIX}/code_branch"
 SCOPE = f"{PREFIX}/scope"
 TRIGGER = f"{PREFIX}/trigger"
+DATA_RESET_FROM = f"{PREFIX}/data_reset_from"  # the data branch was reset/force-pushed away from this
 
 
 def pinned_data_commit(tags: Mapping[str, str]) -> str | None:
@@ -20,3 +21,27 @@ def pinned_data_commit(tags: Mapping[str, str]) -> str | None:
 
 def pinned_code_sha(tags: Mapping[str, str]) -> str | None:
     return tags.get(CODE_SHA) or None
+
+
+# Asset tag (not a run tag): the stage of the graph an asset belongs to (ml_platform.scopes).
+# Scope jobs select by it, so an asset tagged "staging" runs on main and release/* but never on
+# feature/* (definitions.scope_job_selection).
+STAGE = f"{PREFIX}/stage"
+# Run tag: the scope a run was started for (validate / staging / production).
+POOL_MODEL_REGISTRY = "model_registry"
+
+
+def stage_tags(stage: str) -> dict[str, str]:
+    """``tags=`` for an asset of ``stage`` ("ci", "staging" or "production")."""
+    return {STAGE: stage}
+
+
+def code_sha_of_run(tags: Mapping[str, str], definitions_sha: str | None) -> str:
+    """The code version a materialization was computed by: the sha the run was pinned to (git
+    push), else the sha the code server runs from (data-commit and UI runs)."""
+    return pinned_code_sha(tags) or definitions_sha or "unknown"
+
+
+def registry_pool(project: str) -> str:
+    """Concurrency pool of the steps that write a project's model registry entries and aliases."""
+    return f"{project}_{POOL_MODEL_REGISTRY}"

@@ -68,13 +68,13 @@ def main() -> int:
     (home / "dagster").mkdir(parents=True)
 
     import dagster as dg
-    from ml_platform.data.local import LocalDataStore
-    from ml_platform.tracking import ModelRegistry
 
     from definitions import defs
     from ml_platform import dataset, demo_data
     from ml_platform.config import load_project
+    from ml_platform.data.local import LocalDataStore
     from ml_platform.settings import platform_paths
+    from ml_platform.tracking import ModelRegistry
 
     cfg = load_project(ROOT / "projects" / "churn.yaml")
     paths = platform_paths().ensure()
@@ -94,7 +94,12 @@ def main() -> int:
     run_tags = {"ml_platform/data_commit": commit, "ml_platform/project": "churn"}
 
     def through_dagster() -> None:
-        res = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False)
+        res = job.execute_in_process(
+            instance=instance,
+            tags=run_tags,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
         assert res.success, "the bench run failed"
 
     def direct() -> None:

@@ -39,9 +39,7 @@ def pinned_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in PINNED_PACKAGES]
 
 
-def model_input_example(
-    frame: pd.DataFrame, cfg: ProjectConfig, features: tuple[str, ...]
-) -> pd.DataFrame:
+def model_input_example(frame: pd.DataFrame, cfg: ProjectConfig, features: tuple[str, ...]) -> pd.DataFrame:
     """Model input columns of ``frame``; nullable ints as float so the signature allows NaN."""
     example = frame[list(features)].copy()
     for name in features:

@@ -110,6 +110,82 @@ def data_log(
     console.print(table)
 
 
+@data_app.command("validate")
+def data_validate(
+    project: ProjectOpt = None,
+    projects_dir: ProjectsDirOpt = Path("projects"),
+    branch: Annotated[str | None, typer.Option(help="branch or commit to gate (default: the project's)")] = None,
+    against: Annotated[
+        str | None, typer.Option(help="drift reference: branch or commit (default: the project's branch)")
+    ] = None,
+    backend: BackendOpt = None,
+) -> None:
+    """Run the schema and drift gates on a data branch, as the pre-merge hook does (exit 0 pass, 1 fail)."""
+    from ml_platform.data.factory import open_store
+    from ml_platform.data_gate import gate_ref, render_text
+
+    if not project:
+        raise typer.BadParameter("give --project", param_hint="--project")
+    cfg = resolve_project(project, projects_dir)
+    report = gate_ref(
+        open_store(backend), [cfg], cfg.dataset.repository, branch or cfg.dataset.branch,
+        reference_ref=against or cfg.dataset.branch,
+    )
+    for line in render_text(report):
+        console.print(line, markup=False, highlight=False)
+    raise typer.Exit(0 if report.passed else 1)
+
+
+@app.command("serve-hooks")
+def serve_hooks(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8088,
+    projects_dir: ProjectsDirOpt = Path("projects"),
+    backend: BackendOpt = None,
+) -> None:
+    """Serve the lakeFS pre-merge data gate (POST /hooks/lakefs/pre-merge); token from $ML_PLATFORM_HOOK_TOKEN."""
+    from ml_platform.service import serve
+
+    serve(host=host, port=port, projects_dir=projects_dir, backend=backend)
+
+
+@app.command("why")
+def why(
+    project: Annotated[str, typer.Argument(help="project (= registered model name), e.g. churn")],
+    version: Annotated[int | None, typer.Option(min=1, help="model version (default: the challenger)")] = None,
+    junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="also write the gates as JUnit XML")] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: the platform home's)")
+    ] = None,
+    fail_on_hold: Annotated[bool, typer.Option(help="exit 1 on HOLD as well as on REJECT")] = False,
+) -> None:
+    """Why a model version was promoted, held or rejected: the gate tree from MLflow (exit 1 on REJECT)."""
+    from ml_platform import promotion
+    from ml_platform.model_gates import render_gate_tree, to_junit_xml
+    from ml_platform.settings import platform_paths
+    from ml_platform.tracking import ModelRegistry
+
+    paths = platform_paths()
+    registry = ModelRegistry(tracking_uri or paths.mlflow_tracking_uri, paths.mlflow_artifact_root)
+    decided = promotion.explain(registry, project, version)
+    e = decided.evidence
+    console.print(
+        f"[bold]{project}[/] version {decided.model_version}  data commit {str(e['data_commit'])[:12]}  "
+        f"code {str(e['code_sha'])[:12]}  MLflow run {e['mlflow_run_id']}  decided {e['decided_at']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    verdicts = list(decided.verdicts)
+    console.print(render_gate_tree(decided.result, verdicts), markup=False, highlight=False, soft_wrap=True)
+    if junit_xml is not None:
+        junit_xml.parent.mkdir(parents=True, exist_ok=True)
+        junit_xml.write_text(
+            to_junit_xml(project, str(decided.model_version), verdicts, decided.result), encoding="utf-8"
+        )
+        console.print(f"JUnit XML: {junit_xml}", highlight=False)
+    raise typer.Exit(promotion.exit_code(decided.decision, fail_on_hold=fail_on_hold))
+
+
 @app.command("demo")
 def demo(
     rows: Annotated[int, typer.Option(min=500, help="rows per demo commit")] = 8000,

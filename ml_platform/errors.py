@@ -18,7 +18,8 @@ as they are (CLI, Dagster UI, HTTP 4xx bodies).
     ├── GateRefusal                 a downstream step refused because an upstream gate failed
     ├── ImageBuildError             container image build/push/smoke problems
     ├── DeploymentError             deployer/router problems
-    └── RolloutError                illegal rollout transition or policy problem
+    ├── RolloutError                illegal rollout transition or policy problem
+    └── NotificationError           a notification could not be delivered
 """
 
 from __future__ import annotations
@@ -92,3 +93,7 @@ class DeploymentError(MLPlatformError):
 
 class RolloutError(MLPlatformError):
     """An illegal rollout transition or an invalid rollout policy."""
+
+
+class NotificationError(MLPlatformError):
+    """A notification could not be delivered (the message never contains a webhook URL)."""

@@ -7,7 +7,7 @@ of the regression gate use (``model_gates._metrics``), so a metric means one thi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +18,15 @@ from sklearn import metrics as skm
 
 from ml_platform.config import ProjectConfig
 from ml_platform.dataset import split_features_target
-from ml_platform.errors import ValidationFailed
+from ml_platform.errors import MLPlatformError, ValidationFailed
 from ml_platform.gates import MetricThreshold, Verdict, combine
 
 DECISION_THRESHOLD = 0.5
 EVALUATION_FILE = "evaluation.json"
 
-# A fitted sklearn estimator/pipeline, or a function from the feature frame to P(positive).
+# A fitted sklearn estimator/pipeline, a registry pyfunc model (predicts class probabilities),
+# or a function from the feature frame to P(positive) or to both class probabilities.
 ScoreSource = Any
-PredictProba = Callable[[pd.DataFrame], Any]
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,22 @@ class EvaluationResult:
         return {"metrics": dict(self.metrics), "decision_threshold": self.decision_threshold}
 
 
+def _raw_scores(model: ScoreSource, X: pd.DataFrame) -> Any:
+    if hasattr(model, "predict_proba"):  # sklearn estimators and pipelines
+        return model.predict_proba(X)
+    if callable(model):
+        return model(X)
+    if hasattr(model, "predict"):  # the registry's pyfunc models predict probabilities
+        return model.predict(X)
+    raise MLPlatformError(
+        f"cannot score with a {type(model).__name__}: pass a fitted classifier, a pyfunc model "
+        "or a function from the feature frame to P(positive)"
+    )
+
+
 def _positive_scores(model: ScoreSource, X: pd.DataFrame) -> np.ndarray:
-    """P(positive) per row, from ``predict_proba`` if the model has it, else by calling it."""
-    raw = model.predict_proba(X) if hasattr(model, "predict_proba") else model(X)
+    """P(positive) per row from a classifier, a pyfunc model or a function."""
+    raw = _raw_scores(model, X)
     arr = np.asarray(raw, dtype=np.float64)
     if arr.ndim == 2 and arr.shape[1] == 2:
         arr = arr[:, 1]  # labels are mapped to 0/1 before fitting, so column 1 is the positive

@@ -155,6 +155,9 @@ class Candidate:
     train_rows: int
     holdout_rows: int
     train_seconds: float
+    # P(positive) of the in-memory model on the first rows of the holdout, before it was saved:
+    # the round_trip gate compares the registered artifact, reloaded, against exactly these.
+    reference_scores: tuple[float, ...] = field(default=(), repr=False)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -182,8 +185,9 @@ def train_candidate(
     run_tags: Mapping[str, str],
 ) -> Candidate:
     started = time.perf_counter()
-    train_df, _ = training.split_holdout(snap.frame, cfg)
+    train_df, holdout_df = training.split_holdout(snap.frame, cfg)
     trained = training.train(train_df, cfg, holdout_rows=len(snap.frame) - len(train_df))
+    sample = holdout_df.head(cfg.gates.artifact.round_trip_sample_rows)
     ref = registry.log_candidate(
         cfg,
         trained,
@@ -200,6 +204,7 @@ def train_candidate(
         train_rows=len(train_df),
         holdout_rows=len(snap.frame) - len(train_df),
         train_seconds=time.perf_counter() - started,
+        reference_scores=tuple(float(x) for x in trained.predict_proba(sample)[:, 1]),
     )
 
 

@@ -1,11 +1,12 @@
 """The platform's model registry: MLflow tracking + registry behind one small class.
 
 Everything goes through an ``MlflowClient`` bound to this instance's URIs, so two registries in
-one process never see each other's settings. The one exception is writing the model itself:
-``mlflow.sklearn.log_model`` builds its own client from the *global* tracking URI, so
-:func:`~ml_platform._mlflow_support.global_tracking_uri` swaps that URI in for the duration of the call and restores it (and
-the ``MLFLOW_TRACKING_URI`` variable mlflow mirrors it into) afterwards, under a lock. Code that
-uses mlflow's fluent API from another thread at that very moment would see our URI.
+one process never see each other's settings. Two mlflow calls read the *global* tracking URI
+anyway: ``mlflow.sklearn.log_model`` (it builds its own client) and the SQL registry store's
+``create_model_version`` (it resolves ``models:/m-...`` with a default client). For those calls
+:func:`~ml_platform._mlflow_support.global_tracking_uri` swaps our URI in and restores the old one
+(and the ``MLFLOW_TRACKING_URI`` variable mlflow mirrors it into), under a lock. Code using
+mlflow's fluent API from another thread at that very moment would see our URI.
 
 Every registered version carries a sha256 digest of its artifact directory (version tag
 ``ml_platform.digest``, the same scheme the artifact gate and the model server use); loading
@@ -81,9 +82,7 @@ class ModelRef:
 class ModelRegistry:
     """MLflow runs, models, versions, aliases and tags for the platform's model projects."""
 
-    def __init__(
-        self, tracking_uri: str, artifact_root: str | Path, registry_uri: str | None = None
-    ) -> None:
+    def __init__(self, tracking_uri: str, artifact_root: str | Path, registry_uri: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = as_uri(artifact_root)
         # Explicit registry URI: left unset, mlflow would prefer a process-global one.
@@ -94,9 +93,7 @@ class ModelRegistry:
         # Created on first use: for SQLite, mlflow creates and migrates the schema right here
         # (seconds on a busy disk); a constructor, e.g. one called by Definitions, must not.
         try:
-            return mlflow.MlflowClient(
-                tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
-            )
+            return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
         except MlflowException as e:
             raise TrackingError(
                 f"cannot open the MLflow store {self.tracking_uri}: {e}; check the URI and that "
@@ -104,10 +101,7 @@ class ModelRegistry:
             ) from e
 
     def __repr__(self) -> str:
-        return (
-            f"ModelRegistry(tracking_uri={self.tracking_uri!r}, "
-            f"artifact_root={self.artifact_root!r})"
-        )
+        return f"ModelRegistry(tracking_uri={self.tracking_uri!r}, artifact_root={self.artifact_root!r})"
 
     # -- experiments and runs -------------------------------------------------------------------
 
@@ -116,9 +110,7 @@ class ModelRegistry:
         try:
             found = self._client.get_experiment_by_name(name)
             if found is None:
-                return self._client.create_experiment(
-                    name, artifact_location=f"{self.artifact_root}/{name}"
-                )
+                return self._client.create_experiment(name, artifact_location=f"{self.artifact_root}/{name}")
         except MlflowException as e:
             raise TrackingError(
                 f"cannot get or create experiment '{name}' at {self.tracking_uri}: {e}"
@@ -215,11 +207,9 @@ class ModelRegistry:
         metrics: Mapping[str, float],
         params: Mapping[str, Any],
     ) -> None:
-        provenance = {
-            "train_rows": trained.train_rows,
-            "holdout_rows": trained.holdout_rows,
-            "train_seconds": trained.train_seconds,
-        }
+        provenance = {"train_rows": trained.train_rows, "train_seconds": trained.train_seconds}
+        if trained.holdout_rows is not None:
+            provenance["holdout_rows"] = trained.holdout_rows
         now = int(time.time() * 1000)
         batch_metrics = [Metric(k, float(v), now, 0) for k, v in {**provenance, **metrics}.items()]
         batch_params = [
@@ -333,9 +323,7 @@ class ModelRegistry:
                     model_id=model_id,
                 )
         except MlflowException as e:
-            raise TrackingError(
-                f"cannot register model {model_id} of run {run_id} as '{name}': {e}"
-            ) from e
+            raise TrackingError(f"cannot register model {model_id} of run {run_id} as '{name}': {e}") from e
         return int(mv.version)
 
     def _ensure_registered_model(self, name: str) -> None:
@@ -377,9 +365,7 @@ class ModelRegistry:
         try:
             self._client.set_registered_model_alias(name, alias, str(version))
         except MlflowException as e:
-            raise TrackingError(
-                f"cannot point alias '{alias}' of '{name}' at version {version}: {e}"
-            ) from e
+            raise TrackingError(f"cannot point alias '{alias}' of '{name}' at version {version}: {e}") from e
 
     def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
         try:
@@ -439,11 +425,7 @@ class ModelRegistry:
                 f"{ref.model_uri}: the reference's digest {ref.digest[:12]} differs from the "
                 f"registry's {recorded[:12]}; fetch a fresh reference (get_alias) and retry"
             )
-        path = (
-            ref.artifact_path
-            if ref.artifact_path.is_dir()
-            else self._version_dir(ref.name, ref.version)
-        )
+        path = ref.artifact_path if ref.artifact_path.is_dir() else self._version_dir(ref.name, ref.version)
         actual = self._digest(path)
         if actual != recorded:
             raise TrackingError(
@@ -457,9 +439,7 @@ class ModelRegistry:
         try:
             uri = self._client.get_model_version_download_uri(name, str(version))
         except MlflowException as e:
-            raise TrackingError(
-                f"cannot locate the files of version {version} of '{name}': {e}"
-            ) from e
+            raise TrackingError(f"cannot locate the files of version {version} of '{name}': {e}") from e
         return self._local_dir(uri)
 
     def _local_dir(self, artifact_uri: str) -> Path:

@@ -52,7 +52,7 @@ class TrainedModel:
     pipeline: Pipeline = field(repr=False)
     features: tuple[str, ...]
     train_rows: int
-    holdout_rows: int
+    holdout_rows: int | None  # None when the caller split the data and did not say
     seed: int
     train_seconds: float
     estimator: str
@@ -86,9 +86,7 @@ def _estimator(cfg: ProjectConfig, seed: int) -> ClassifierMixin:
     kind = cfg.model.estimator
     reserved = [p for p in _RESERVED_PARAMS if p in cfg.model.params]
     if reserved:
-        raise ConfigError(
-            f"{reserved} are set by the platform; use model.seed instead", field="model.params"
-        )
+        raise ConfigError(f"{reserved} are set by the platform; use model.seed instead", field="model.params")
     params = {**_SINGLE_THREAD.get(kind, {}), **cfg.model.params, "random_state": seed}
     try:
         return _ESTIMATORS[kind](**params)
@@ -126,7 +124,11 @@ def split_holdout(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, p
 
 
 def train(
-    df: pd.DataFrame, cfg: ProjectConfig, *, seed: int | None = None, holdout_rows: int = 0
+    df: pd.DataFrame,
+    cfg: ProjectConfig,
+    *,
+    seed: int | None = None,
+    holdout_rows: int | None = None,
 ) -> TrainedModel:
     """Fit the project's pipeline on every row of ``df`` (split first with :func:`split_holdout`).
 

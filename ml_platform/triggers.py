@@ -23,6 +23,7 @@ from ml_platform.errors import ConfigError, NotFoundError
 class DataRun:
     commit: Commit
     branch: str
+    reset_from: str | None = None  # the commit the cursor held when the branch was reset
 
     @property
     def run_key(self) -> str:
@@ -83,10 +84,13 @@ def plan_data_runs(
             events.append(f"branch '{branch}' of '{repo}' does not exist (yet)")
             continue
         new, event = _new_commits(store, repo, branch, state.get(branch), head, replay_history, limit)
+        reset_from = state.get(branch) if event else None
         if event:
             events.append(event)
         runs += [
-            DataRun(c, branch) for c in new if touches_dataset(store, cfg, c) and not already_handled(c.id)
+            DataRun(c, branch, reset_from)
+            for c in new
+            if touches_dataset(store, cfg, c) and not already_handled(c.id)
         ]
         state[branch] = head
     return DataRunPlan(runs, json.dumps(state, sort_keys=True), events)

@@ -17,7 +17,6 @@ what runs whenever a schema holds a check the masks do not understand (e.g. a cu
 
 from __future__ import annotations
 
-import functools
 import html
 import importlib
 import json
@@ -127,14 +126,21 @@ def build_schema(cfg: ProjectConfig) -> pa.DataFrameSchema:
     """
     if cfg.schema_class:
         return _import_schema(cfg.schema_class)
-    return _schema_from_config(cfg.model_dump_json())
+    key = cfg.model_dump_json(include={"name", "target", "positive_label", "features"})
+    schema = _SCHEMA_CACHE.get(key)
+    if schema is None:
+        if len(_SCHEMA_CACHE) >= 32:
+            _SCHEMA_CACHE.clear()
+        schema = _SCHEMA_CACHE[key] = _schema_from_config(cfg)
+    return schema
 
 
-@functools.lru_cache(maxsize=32)
-def _schema_from_config(cfg_json: str) -> pa.DataFrameSchema:
-    # Building a Pandera schema costs tens of ms (it deep-copies its columns), a noticeable part
-    # of the gate; like DataFrameModel.to_schema(), the built schema is shared, keyed by content.
-    cfg = ProjectConfig.model_validate_json(cfg_json)
+# Building a Pandera schema costs tens of ms (it deep-copies its columns), a noticeable part of
+# the gate; like DataFrameModel.to_schema(), the built schema is shared, keyed by what shapes it.
+_SCHEMA_CACHE: dict[str, pa.DataFrameSchema] = {}
+
+
+def _schema_from_config(cfg: ProjectConfig) -> pa.DataFrameSchema:
     columns = {spec.name: _feature_column(spec) for spec in cfg.features}
     columns[cfg.target] = _target_column(cfg)
     return pa.DataFrameSchema(columns, strict=True, coerce=True, name=cfg.name)

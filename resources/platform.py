@@ -4,8 +4,6 @@ Nothing here reads the environment at import: paths resolve when a resource is u
 secrets arrive through ``dg.EnvVar`` (see definitions.py).
 """
 
-from __future__ import annotations
-
 import os
 from functools import cached_property
 from typing import Literal

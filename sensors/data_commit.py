@@ -50,6 +50,8 @@ def build_data_commit_sensor(
                     tags.DATA_COMMIT: run.commit.id,
                     tags.DATA_BRANCH: run.branch,
                     tags.TRIGGER: "data_commit",
+                    # A reset/force-push is also reported on the run it starts (and logged above).
+                    **({tags.DATA_RESET_FROM: run.reset_from} if run.reset_from else {}),
                 },
             )
             for run in plan.runs

@@ -240,6 +240,19 @@ class LakeFSDataStore:
             out.append(_to_commit(repository, raw))
         return out
 
+    def reset_branch(self, repository: str, branch: str, commit_id: str) -> str:
+        # lakeFS's hard reset (experimental API: PUT .../branches/{b}/hard_reset?ref=): it refuses
+        # a branch with uncommitted changes; we never force, so staged data is not thrown away.
+        # Idempotent (same target, same result), so it is retried like a read.
+        target = self.resolve_ref(repository, commit_id)
+        self._call(
+            f"reset branch '{branch}' of repository '{repository}' to '{commit_id}'",
+            lambda: self._client.experimental_api.hard_reset_branch(
+                repository, branch, target, **self._kw()
+            ),
+        )
+        return target
+
     def merge(
         self,
         repository: str,

@@ -208,6 +208,16 @@ class LocalDataStore:
             self._publish(repository, branches, destination_branch, _Stored(new, tree))
         return new
 
+    def reset_branch(self, repository: str, branch: str, commit_id: str) -> str:
+        _check_branch(branch)
+        target = self.resolve_ref(repository, commit_id)
+        self._load(repository, target, referenced_by=f"reset target '{commit_id}'")
+        with self._locked(repository):
+            branches = self._read_refs(repository)
+            _head_of(branches, repository, branch)  # NotFoundError for a missing branch
+            _write_refs(self.root / repository, {**branches, branch: target})
+        return target
+
     # ----------------------------------------------------------------------------- reading
     def log(self, repository: str, ref: str, limit: int | None = None) -> list[Commit]:
         if limit is not None and (not isinstance(limit, int) or limit < 0):

@@ -110,6 +110,14 @@ class DataStore(Protocol):
         """Changes that turn ``left_ref`` into ``right_ref``, sorted by path."""
         ...
 
+    def reset_branch(self, repository: str, branch: str, commit_id: str) -> str:
+        """Point ``branch`` at ``commit_id`` (a hard reset, like ``git reset --hard``); return it.
+
+        Commits after ``commit_id`` leave the branch's history; readers that remembered one of
+        them see a reset (``iter_new_commits`` raises LookupError). NotFoundError if the branch
+        or commit does not exist."""
+        ...
+
     def merge(
         self,
         repository: str,

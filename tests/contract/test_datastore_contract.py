@@ -262,3 +262,24 @@ def test_missing_commit_is_not_found(store: DataStore, repo: str) -> None:
         store.resolve_ref(repo, unknown)
     with pytest.raises(NotFoundError):
         store.read(repo, unknown, "f")
+
+
+def test_reset_branch_moves_the_head_back_and_iter_new_commits_reports_it(
+    store: DataStore, repo: str
+) -> None:
+    a = store.commit(repo, "main", {"x.csv": b"1"}, message="a", author="t").id
+    b = store.commit(repo, "main", {"x.csv": b"2"}, message="b", author="t").id
+    assert store.reset_branch(repo, "main", a) == a
+    assert store.branch_head(repo, "main") == a
+    assert store.read(repo, "main", "x.csv") == b"1"
+    assert store.get_commit(repo, b).id == b  # commits stay; only the branch moved
+    with pytest.raises(LookupError, match="reset or force-push"):
+        list(iter_new_commits(store, repo, "main", b))
+
+
+def test_reset_missing_branch_or_commit_is_not_found(store: DataStore, repo: str) -> None:
+    head = store.branch_head(repo, "main")
+    with pytest.raises(NotFoundError):
+        store.reset_branch(repo, "nope", head)
+    with pytest.raises(NotFoundError):
+        store.reset_branch(repo, "main", "f" * 64)

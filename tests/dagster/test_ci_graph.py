@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from ml_platform import demo_data
-from ml_platform.tracking import ModelRegistry
 from ml_platform.settings import platform_paths
+from ml_platform.tracking import ModelRegistry
 from orchestration import execute_requests, sensor_run_requests
 from tests.dagster.conftest import clean_frame, commit_frame
 
@@ -22,9 +22,12 @@ def test_clean_commit_passes_every_gate_and_registers_a_challenger(defs, instanc
     commit = commit_frame(store, churn, clean_frame())
     (outcome,), _ = run_commit(defs, instance, churn)
     assert outcome.data_commit == commit
-    assert outcome.decision == "PASS", outcome
+    assert outcome.decision == "PROMOTE", outcome
     assert set(outcome.materialized) == {
-        f"churn/{a}" for a in ("training_data", "validation_report", "drift_report", "candidate_model", "evaluation")
+        f"churn/{a}"
+        for a in (
+            "training_data", "validation_report", "drift_report", "candidate_model", "evaluation", "promotion_decision"
+        )
     }
     assert {g.check for g in outcome.gates} >= {"row_count", "schema_valid", "no_drift", "metric_thresholds"}
     # The materialization carries the data commit as its data version.
@@ -59,6 +62,6 @@ def test_run_reads_its_pinned_commit_not_the_branch_head(defs, instance, churn, 
     commit_frame(store, churn, demo_data.with_wrong_dtype(clean_frame(seed=2), "age", 0.05, seed=1), "second")
     (outcome,) = list(execute_requests(defs, instance, churn, requests))
     assert outcome.data_commit == first
-    assert outcome.decision == "PASS"
+    assert outcome.decision == "PROMOTE"
     event = instance.get_latest_materialization_event(dg.AssetKey(["churn", "training_data"]))
     assert event.asset_materialization.metadata["data_commit"].value == first

@@ -8,12 +8,29 @@ from definitions import defs as load_defs
 from ml_platform.config import load_projects
 from tests.conftest import ROOT
 
-EXPECTED_ASSETS = {"training_data", "validation_report", "drift_report", "candidate_model", "evaluation"}
+EXPECTED_ASSETS = {
+    "training_data",
+    "validation_report",
+    "drift_report",
+    "candidate_model",
+    "evaluation",
+    "promotion_decision",
+}
 EXPECTED_CHECKS = {
     ("training_data", "row_count"),
     ("validation_report", "schema_valid"),
     ("drift_report", "no_drift"),
+    ("candidate_model", "smoke_train"),
+    ("candidate_model", "reproducible"),
+    ("candidate_model", "artifact_size"),
+    ("candidate_model", "round_trip"),
+    ("candidate_model", "dependencies_pinned"),
     ("evaluation", "metric_thresholds"),
+    ("evaluation", "no_regression_vs_champion"),
+    ("evaluation", "fairness"),
+    ("evaluation", "latency_budget"),
+    ("evaluation", "explainability"),
+    ("promotion_decision", "promotable"),
 }
 
 
@@ -27,7 +44,7 @@ def test_every_project_yields_its_graph_job_and_sensor() -> None:
         keys[k.path[0]].add(k.path[1])
     checks = {(c.asset_key.path[0], c.asset_key.path[1], c.name) for c in graph.asset_check_keys}
     for name in projects:
-        assert EXPECTED_ASSETS <= keys[name]
+        assert keys[name] >= EXPECTED_ASSETS
         assert {(name, a, c) for a, c in EXPECTED_CHECKS} <= checks
         assert defs.resolve_job_def(f"{name}_ci") is not None
         sensor = defs.resolve_sensor_def(f"{name}_data_commit_sensor")
@@ -43,3 +60,6 @@ def test_blocking_modes_follow_config() -> None:
         c.name: graph.get_check_spec(c).blocking for c in graph.asset_check_keys if c.asset_key.path[0] == "churn"
     }
     assert blocking["schema_valid"] and blocking["metric_thresholds"]
+    # Every model gate makes the decision wait for it (warning ones too); failures report WARN.
+    assert blocking["fairness"] and blocking["no_regression_vs_champion"] and blocking["promotable"]
+    assert "failure_alerts_sensor" in {s.name for s in defs.sensors}

@@ -299,6 +299,7 @@ def test_every_server_endpoint_is_exercised_by_the_backend(
     store.read(REPO, "dev", "a.csv")
     store.diff(REPO, "main", "dev")
     store.merge(REPO, "dev", "main", message="m", author="a")
+    store.reset_branch(REPO, "dev", base)
     store.repository_exists(REPO)
     used = set(lakefs_server.requests)
     served = {(m, "/api/v1" + p) for m, p, _ in _Api(lambda: lakefs_server.state).routes()}

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from ml_platform import tracking, training
+from ml_platform import evaluation, tracking, training
 from ml_platform.config import ProjectConfig, load_project
 from ml_platform.errors import TrackingError
 from ml_platform.tracking import CHALLENGER, DIGEST_TAG, ModelRef, ModelRegistry
@@ -48,9 +48,7 @@ def churn_like_frame(n: int, seed: int) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def churn() -> ProjectConfig:
     cfg = load_project(ROOT / "projects" / "churn.yaml")
-    return cfg.model_copy(
-        update={"model": cfg.model.model_copy(update={"params": {"max_iter": 20}})}
-    )
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"params": {"max_iter": 20}})})
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +100,7 @@ def log(
 
 
 def client(registry: ModelRegistry) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(
-        tracking_uri=registry.tracking_uri, registry_uri=registry.registry_uri
-    )
+    return mlflow.MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.registry_uri)
 
 
 def test_candidate_is_registered_with_challenger_alias_and_provenance(
@@ -122,9 +118,7 @@ def test_candidate_is_registered_with_challenger_alias_and_provenance(
     assert mv.run_id == ref.run_id and mv.tags[DIGEST_TAG] == ref.digest
     run = c.get_run(ref.run_id)
     assert run.info.status == "FINISHED"
-    assert {
-        k: run.data.tags[k] for k in ("data_commit", "code_sha", "project", "dagster/run_id")
-    } == {
+    assert {k: run.data.tags[k] for k in ("data_commit", "code_sha", "project", "dagster/run_id")} == {
         "data_commit": DATA_COMMIT,
         "code_sha": CODE_SHA,
         "project": "churn",
@@ -152,6 +146,8 @@ def test_model_loads_back_and_predicts_identically(registry, churn, trained, spl
     expected = trained.pipeline.predict_proba(X)
     assert np.array_equal(np.asarray(registry.load_model(ref).predict(X)), expected)
     assert np.array_equal(registry.load_sklearn(ref).predict_proba(X), expected)
+    via_pyfunc = evaluation.evaluate(registry.load_model(ref), split[1], churn)
+    assert via_pyfunc.metrics == evaluation.evaluate(trained.pipeline, split[1], churn).metrics
 
 
 def test_tampered_artifact_is_refused(registry, churn, trained, split) -> None:
@@ -171,9 +167,7 @@ def test_stale_reference_digest_is_refused(registry, churn, trained, split) -> N
         registry.load_model(forged)
 
 
-def test_second_candidate_becomes_version_2_and_the_alias_moves(
-    registry, churn, trained, split
-) -> None:
+def test_second_candidate_becomes_version_2_and_the_alias_moves(registry, churn, trained, split) -> None:
     first = log(registry, churn, trained, split[0])
     retrained = training.train(churn_like_frame(400, seed=2), churn)
     second = log(registry, churn, retrained, split[0], data_commit="d" * 40)

@@ -89,14 +89,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     router_port = free_port()
     router = start_router(tmp, router_port,
                           {v: (p.url, 50) for v, p in servers.items()})
-    procs = [*servers.values(), router]
+    stack: dict[str, Any] = {"tmp": tmp, "model_dir": model_dir, "servers": servers,
+                             "router": router, "router_port": router_port}
     try:
-        for p in procs:
+        for p in (*servers.values(), router):
             p.wait_ready()
-        yield {"tmp": tmp, "model_dir": model_dir, "servers": servers, "router": router,
-               "router_port": router_port}
+        yield stack
     finally:
-        for p in procs:
+        # stack["router"] is whichever router runs now: a test restarts it
+        for p in (*servers.values(), stack["router"]):
             p.stop()
 
 

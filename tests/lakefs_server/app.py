@@ -264,6 +264,7 @@ class _Api:
             ("POST", r + "/branches", self.create_branch),
             ("GET", r + "/branches/{branch}", self.get_branch),
             ("POST", r + "/branches/{branch}/commits", self.commit),
+            ("PUT", r + "/branches/{branch}/hard_reset", self.hard_reset_branch),
             ("POST", r + "/branches/{branch}/objects", self.upload_object),
             ("DELETE", r + "/branches/{branch}/objects", self.delete_object),
             ("GET", r + "/commits/{commit_id}", self.get_commit),
@@ -375,6 +376,19 @@ class _Api:
         if branch not in heads:
             raise ApiError(404, "branch not found")
         return JSONResponse({"id": branch, "commit_id": heads[branch]})
+
+    async def hard_reset_branch(self, request: Request) -> Response:
+        # lakeFS: 204 No Content; refuses a dirty branch unless force=true (then drops staging).
+        repository = self._repo(request)
+        branch = self._branch(repository, request.path_params["branch"])
+        ref = _query(request, "ref")
+        state = self._state()
+        if state.staging.get((repository, branch)):
+            if not _query_bool(request, "force"):
+                raise ApiError(400, "uncommitted changes (dirty branch)")
+            state.staging.pop((repository, branch), None)
+        state.store.reset_branch(repository, branch, state.store.resolve_ref(repository, ref))
+        return Response(status_code=204)
 
     # -- commits -----------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from ml_platform.config import (
     ProjectConfig,
     load_project,
 )
-from ml_platform.errors import ValidationFailed
+from ml_platform.errors import MLPlatformError, ValidationFailed
 from tests.conftest import ROOT
 
 # Four rows: negatives score 0.1 and 0.6, positives 0.4 and 0.9.
@@ -50,9 +50,7 @@ def churn() -> ProjectConfig:
 def tiny_holdout(cfg: ProjectConfig, labels: Sequence[object]) -> pd.DataFrame:
     """Four rows with every feature column; ``age`` doubles as a row id for the fake model."""
     n = len(labels)
-    df = pd.DataFrame(
-        {f: ["x"] * n if not cfg.feature(f).is_numeric else [0] * n for f in cfg.feature_names}
-    )
+    df = pd.DataFrame({f: ["x"] * n if not cfg.feature(f).is_numeric else [0] * n for f in cfg.feature_names})
     df["age"] = range(n)
     df[cfg.target] = labels
     return df
@@ -87,9 +85,7 @@ def test_predict_proba_models_and_functions_agree(churn) -> None:
 
 def test_repr_leaves_out_per_row_arrays(churn) -> None:
     result = evaluation.evaluate(score_by_age, tiny_holdout(churn, LABELS), churn)
-    assert (
-        "roc_auc" in repr(result) and "scores" not in repr(result) and "labels" not in repr(result)
-    )
+    assert "roc_auc" in repr(result) and "scores" not in repr(result) and "labels" not in repr(result)
 
 
 def test_positive_label_is_mapped_before_scoring(churn) -> None:
@@ -97,6 +93,11 @@ def test_positive_label_is_mapped_before_scoring(churn) -> None:
     df = tiny_holdout(cfg, ["no", "no", "yes", "yes"])
     result = evaluation.evaluate(score_by_age, df, cfg)
     assert result.metrics["roc_auc"] == pytest.approx(0.75)
+
+
+def test_object_without_a_scoring_method_is_refused(churn) -> None:
+    with pytest.raises(MLPlatformError, match="cannot score with a str"):
+        evaluation.evaluate("model.pkl", tiny_holdout(churn, LABELS), churn)
 
 
 def test_single_class_holdout_fails_clearly(churn) -> None:
@@ -151,9 +152,7 @@ def test_missing_metric_fails_and_names_it(churn) -> None:
 
 
 def test_gate_mode_comes_from_the_project(churn) -> None:
-    cfg = churn.model_copy(
-        update={"gates": GatesSpec(modes={"metric_thresholds": GateMode.WARNING})}
-    )
+    cfg = churn.model_copy(update={"gates": GatesSpec(modes={"metric_thresholds": GateMode.WARNING})})
     verdict = evaluation.threshold_verdict({**GOOD, "roc_auc": 0.5}, cfg)
     assert not verdict.passed and verdict.mode is GateMode.WARNING and not verdict.blocks
 
