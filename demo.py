@@ -80,7 +80,8 @@ def _indent(text: str) -> str:
 
 
 def _print_outcome(kind: str, outcome: RunOutcome) -> None:
-    colour = {"PASS": "green", "PROMOTE": "green", "BLOCKED": "red", "REJECT": "red"}.get(outcome.decision, "yellow")
+    colours = {"PASS": "green", "PROMOTE": "green", "BLOCKED": "red", "REJECT": "red"}
+    colour = colours.get(outcome.decision, "yellow")
     console.print(f"  data commit {outcome.data_commit[:12]} → [bold {colour}]{outcome.decision}[/]"
                   f"  (run {outcome.run_id[:8]})")
     table = Table("asset", "gate", "verdict", "why", show_lines=False)
@@ -99,10 +100,10 @@ def _print_outcome(kind: str, outcome: RunOutcome) -> None:
         if g.check == "no_regression_vs_champion" and not g.passed:
             m = g.metadata
             console.print(
-                f"  no_regression_vs_champion: candidate v{m.get('model_version')} {m.get('detail/metric')} = "
-                f"{m.get('observed'):.4f}, champion v{m.get('detail/champion_version')} = {m.get('baseline'):.4f}, "
-                f"bound >= {m.get('threshold'):.4f}, difference {m.get('detail/difference'):.4f} "
-                f"({m.get('detail/confidence'):.0%} CI [{m.get('detail/ci_low'):.4f}, {m.get('detail/ci_high'):.4f}])",
+                f"  no_regression_vs_champion: candidate v{m['model_version']} {m['detail/metric']} = "
+                f"{m['observed']:.4f}, champion v{m['detail/champion_version']} = {m['baseline']:.4f}, "
+                f"bound >= {m['threshold']:.4f}, difference {m['detail/difference']:.4f} "
+                f"({m['detail/confidence']:.0%} CI [{m['detail/ci_low']:.4f}, {m['detail/ci_high']:.4f}])",
                 markup=False,
             )
     if outcome.promotion is not None:

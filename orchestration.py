@@ -82,7 +82,9 @@ def summarize(result: dg.ExecuteInProcessResult, data_commit: str) -> RunOutcome
         if non_gate:
             error = str(non_gate[0].event_specific_data.error.message).strip()  # type: ignore[union-attr]
     promotion = decisions[-1] if decisions else None
-    return RunOutcome(result.run_id, data_commit, result.success, materialized, gates, error, promotion=promotion)
+    return RunOutcome(
+        result.run_id, data_commit, result.success, materialized, gates, error, promotion=promotion
+    )
 
 
 def sensor_run_requests(

@@ -41,9 +41,13 @@ def _model_check(cfg: ProjectConfig, gate: str, asset: str, description: str) ->
         platform: PlatformResource,
     ) -> dg.AssetCheckResult:
         reports = platform.paths.reports
-        outcome = model_ci.run_model_gate(gate, training_data, candidate_model, cfg, model_registry.registry(), reports)
+        outcome = model_ci.run_model_gate(
+            gate, training_data, candidate_model, cfg, model_registry.registry(), reports
+        )
         links = md.report_links(outcome.paths, platform.reports_base_url, reports)
-        return md.check_result(outcome.verdict, kind="model", extra=model_ci.provenance(candidate_model), links=links)
+        return md.check_result(
+            outcome.verdict, kind="model", extra=model_ci.provenance(candidate_model), links=links
+        )
 
     return model_gate_check
 

@@ -219,6 +219,7 @@ def build_project_assets(cfg: ProjectConfig, code_version: str | None) -> list[A
             | md.report_links(outcome.paths, platform.reports_base_url, platform.paths.reports),
             tags=code_tags,
         )
-        yield from _emit(threshold_specs, [outcome.verdict], model_ci.provenance(candidate_model), kind="model")
+        provenance = model_ci.provenance(candidate_model)
+        yield from _emit(threshold_specs, [outcome.verdict], provenance, kind="model")
 
     return [training_data, validation_report, drift_report, candidate_model, evaluation]

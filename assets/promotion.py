@@ -50,7 +50,8 @@ def gate_records(instance: dg.DagsterInstance, cfg: ProjectConfig) -> dict[str, 
             )
             for rec in history
             # a check that was planned but never ran (its run stopped earlier) has no verdict
-            if rec.event is not None and rec.event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            if rec.event is not None
+            and rec.event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
             and (ev := rec.evaluation) is not None
         ]
     return out
@@ -115,7 +116,11 @@ def build_promotion_assets(cfg: ProjectConfig, code_version: str | None) -> list
         model_registry: ModelRegistryResource,
     ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
         decision = promotion.decide_promotion(
-            cfg, candidate_model, gate_records(context.instance, cfg), model_registry.registry(), run_id=context.run_id
+            cfg,
+            candidate_model,
+            gate_records(context.instance, cfg),
+            model_registry.registry(),
+            run_id=context.run_id,
         )
         yield dg.Output(decision.record(), metadata=md.plain(decision.summary()))
         yield md.check_result(

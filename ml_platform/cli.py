@@ -152,7 +152,9 @@ def serve_hooks(
 @app.command("why")
 def why(
     project: Annotated[str, typer.Argument(help="project (= registered model name), e.g. churn")],
-    version: Annotated[int | None, typer.Option(min=1, help="model version (default: the challenger)")] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="model version (default: the challenger)")
+    ] = None,
     junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="also write the gates as JUnit XML")] = None,
     tracking_uri: Annotated[
         str | None, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: the platform home's)")

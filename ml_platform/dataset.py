@@ -27,9 +27,7 @@ def file_format(path: str) -> FileFormat:
         return "csv"
     if suffix == ".parquet":
         return "parquet"
-    raise ConfigError(
-        f"unsupported data file extension '{suffix}'; use .csv or .parquet", source=path
-    )
+    raise ConfigError(f"unsupported data file extension '{suffix}'; use .csv or .parquet", source=path)
 
 
 def load_frame(raw: bytes | BinaryIO, path: str) -> pd.DataFrame:
@@ -41,13 +39,9 @@ def load_frame(raw: bytes | BinaryIO, path: str) -> pd.DataFrame:
             return pd.read_csv(source)
         return pd.read_parquet(source)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValidationFailed(
-            f"{path}: cannot parse as CSV: {e}; fix the file and commit again"
-        ) from e
+        raise ValidationFailed(f"{path}: cannot parse as CSV: {e}; fix the file and commit again") from e
     except (pa.ArrowException, OSError) as e:
-        raise ValidationFailed(
-            f"{path}: cannot read as Parquet: {e}; fix the file and commit again"
-        ) from e
+        raise ValidationFailed(f"{path}: cannot read as Parquet: {e}; fix the file and commit again") from e
 
 
 def to_bytes(df: pd.DataFrame, path: str) -> bytes:

@@ -24,9 +24,7 @@ CREDIT_HOME = ("own", "mortgage", "rent", "other")
 CREDIT_AGE_BANDS = ("18-25", "26-35", "36-50", "51-65", "65+")
 
 
-def _pick(
-    rng: np.random.Generator, values: Sequence[str], p: Sequence[float], n: int
-) -> np.ndarray:
+def _pick(rng: np.random.Generator, values: Sequence[str], p: Sequence[float], n: int) -> np.ndarray:
     return rng.choice(np.asarray(values, dtype=object), size=n, p=np.asarray(p))
 
 
@@ -212,9 +210,7 @@ def with_extra_column(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return out
 
 
-def with_shift(
-    df: pd.DataFrame, columns: Sequence[str], amount_in_std: float, seed: int
-) -> pd.DataFrame:
+def with_shift(df: pd.DataFrame, columns: Sequence[str], amount_in_std: float, seed: int) -> pd.DataFrame:
     """Distributions moved: numeric columns by ``amount_in_std`` standard deviations.
 
     Categorical columns move ``min(1, amount_in_std / 2)`` of their rows to their rarest
@@ -245,9 +241,7 @@ def with_noisy_labels(df: pd.DataFrame, target: str, fraction: float, seed: int)
     _require(df, target)
     labels = pd.unique(df[target].dropna())
     if len(labels) != 2:
-        raise ValueError(
-            f"target '{target}' must have exactly 2 labels to flip, got {list(labels)}"
-        )
+        raise ValueError(f"target '{target}' must have exactly 2 labels to flip, got {list(labels)}")
     out = df.copy()
     pos = _rows(df, fraction, seed)
     col = out[target].copy()

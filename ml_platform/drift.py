@@ -42,7 +42,7 @@ class ColumnDrift:
     threshold: float
     score: float
     drifted: bool
-    non_numeric: int = 0  # values of a numerical column that are not numbers (left out)
+    non_numeric: int = 0  # values in the current sample that are not numbers (left out)
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,7 @@ class DriftResult:
         )
 
 
-_P_VALUE_METHODS = frozenset(
-    {"ks", "chisquare", "z", "fisher_exact", "anderson", "mannw", "t_test"}
-)
+_P_VALUE_METHODS = frozenset({"ks", "chisquare", "z", "fisher_exact", "anderson", "mannw", "t_test"})
 
 
 def _column_dict(c: ColumnDrift) -> dict[str, Any]:
@@ -222,7 +220,7 @@ def _read_columns(
 def run_evidently(
     reference: pd.DataFrame, current: pd.DataFrame, cfg: ProjectConfig
 ) -> tuple[Snapshot, tuple[ColumnDrift, ...], float]:
-    """Evidently's drift preset on two frames as they are (no sampling): snapshot, columns, share."""
+    """Evidently's drift preset on two frames as given (no sampling): snapshot, columns, share."""
     kinds = _kinds(cfg)
     ref, cur = reference[list(kinds)].copy(), current[list(kinds)].copy()
     non_numeric = _numeric(cur, kinds)
@@ -234,9 +232,7 @@ def run_evidently(
     return snapshot, columns, share
 
 
-def compute_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, cfg: ProjectConfig
-) -> DriftResult:
+def compute_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: ProjectConfig) -> DriftResult:
     """Drift of ``current`` against ``reference`` on seeded samples of both, scored by Evidently."""
     started = time.perf_counter()
     d = cfg.drift

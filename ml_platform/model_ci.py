@@ -11,6 +11,7 @@ was evaluated on: ``training.split_holdout`` of the pinned commit, deterministic
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,9 @@ def _with_details(v: Verdict, **extra: Any) -> Verdict:
 # -- on candidate_model -----------------------------------------------------------------------
 
 
-def smoke_train_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def smoke_train_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """Train the project's pipeline on a small sample of the training split; beat the prior."""
     train_df, _ = training.split_holdout(snap.frame, cfg)
     hold = _holdout(snap, cfg)
@@ -113,23 +116,31 @@ def smoke_train_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfi
     return model_gates.smoke_train(train_fn, train_df, hold.X, hold.y, spec, _mode(cfg, "smoke_train"))
 
 
-def reproducible_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def reproducible_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """Re-train once with the same data and seed; compare with the registered model's scores."""
     train_df, _ = training.split_holdout(snap.frame, cfg)
     hold = _holdout(snap, cfg)
     registered = _sklearn_scores(registry.load_sklearn(candidate.ref), hold.X)
     retrained = _sklearn_scores(training.train(train_df, cfg).pipeline, hold.X)
-    verdict = model_gates.reproducible(registered, retrained, cfg.gates.reproducibility, _mode(cfg, "reproducible"))
+    verdict = model_gates.reproducible(
+        registered, retrained, cfg.gates.reproducibility, _mode(cfg, "reproducible")
+    )
     return _with_details(verdict, compared="registered model vs a re-training", seed=cfg.model.seed)
 
 
-def artifact_size_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def artifact_size_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """The registered artifact directory's size against ``gates.artifact.max_size_mb``."""
     size = sum(p.stat().st_size for p in registry.verified_dir(candidate.ref).rglob("*") if p.is_file())
     return model_gates.artifact_size(size, cfg.gates.artifact, _mode(cfg, "artifact_size"))
 
 
-def round_trip_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def round_trip_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """The pyfunc model (what the server loads) against the pre-save scores recorded at training."""
     mode = _mode(cfg, "round_trip")
     expected = np.asarray(candidate.reference_scores, dtype=np.float64)
@@ -146,7 +157,9 @@ def round_trip_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig
     return model_gates.round_trip(lambda X: expected, lambda X: _positive(served.predict(X)), sample, mode)
 
 
-def dependencies_pinned_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def dependencies_pinned_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """The artifact's requirements.txt: every line name==version, consistent with this environment."""
     path = registry.verified_dir(candidate.ref) / "requirements.txt"
     mode = _mode(cfg, "dependencies_pinned")
@@ -155,7 +168,8 @@ def dependencies_pinned_gate(snap: DataSnapshot, candidate: Candidate, cfg: Proj
             gate="dependencies_pinned",
             passed=False,
             mode=mode,
-            message=f"{candidate.ref.model_uri} has no requirements.txt, so its environment cannot be rebuilt",
+            message=f"{candidate.ref.model_uri} has no requirements.txt, so its environment "
+            "cannot be rebuilt",
         )
     verdict = model_gates.dependencies_pinned(path.read_text(encoding="utf-8").splitlines(), mode)
     return _with_details(verdict, requirements_file=str(path))
@@ -164,7 +178,9 @@ def dependencies_pinned_gate(snap: DataSnapshot, candidate: Candidate, cfg: Proj
 # -- on evaluation ----------------------------------------------------------------------------
 
 
-def no_regression_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def no_regression_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """Candidate and champion scored side by side on the holdout of the pinned data commit."""
     hold = _holdout(snap, cfg)
     cand = _sklearn_scores(registry.load_sklearn(candidate.ref), hold.frame)
@@ -173,7 +189,12 @@ def no_regression_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectCon
         champion = None  # judged against itself: nothing to compare
     champ = None if champion is None else _sklearn_scores(registry.load_sklearn(champion), hold.frame)
     verdict = model_gates.no_regression_vs_champion(
-        hold.y, cand, champ, cfg.gates.regression, _mode(cfg, "no_regression_vs_champion"), seed=cfg.model.seed
+        hold.y,
+        cand,
+        champ,
+        cfg.gates.regression,
+        _mode(cfg, "no_regression_vs_champion"),
+        seed=cfg.model.seed,
     )
     return _with_details(
         verdict,
@@ -183,7 +204,9 @@ def no_regression_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectCon
     )
 
 
-def fairness_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def fairness_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """Per-group rates of the candidate's 0/1 predictions on the holdout, per sensitive attribute."""
     mode = _mode(cfg, "fairness")
     if not cfg.sensitive_attributes:
@@ -195,14 +218,25 @@ def fairness_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, 
     return model_gates.fairness(hold.y, predicted, sensitive, cfg.gates.fairness, mode)
 
 
-def latency_budget_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
-    """p95 latency of the pyfunc model (the flavor the server runs) on holdout rows."""
+def latency_budget_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
+    """p95 latency of the pyfunc model (the flavor the server runs) on holdout rows, in CPU time.
+
+    CI machines are shared (here: 2 CPUs for several engineers' jobs): wall-clock percentiles
+    would measure the neighbours, not the model, and flip the gate with the machine's load. The
+    process's CPU time is what the model itself costs; serving latency under real traffic is
+    the canary analysis's job."""
     served = registry.load_model(candidate.ref)
     X = _holdout(snap, cfg).X
-    return model_gates.latency_budget(served.predict, X, cfg.gates.latency, _mode(cfg, "latency_budget"))
+    mode = _mode(cfg, "latency_budget")
+    verdict = model_gates.latency_budget(served.predict, X, cfg.gates.latency, mode, clock=time.process_time)
+    return _with_details(verdict, clock="process CPU time")
 
 
-def explainability_gate(snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry) -> Verdict:
+def explainability_gate(
+    snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry
+) -> Verdict:
     """Permutation importance over every configured feature, sensitive ones included, so a model
     that does not use them shows importance 0 for them."""
     hold = _holdout(snap, cfg)
@@ -240,7 +274,12 @@ def report_dir(reports: Path, candidate: Candidate, project: str) -> Path:
 
 
 def run_model_gate(
-    gate: str, snap: DataSnapshot, candidate: Candidate, cfg: ProjectConfig, registry: ModelRegistry, reports: Path
+    gate: str,
+    snap: DataSnapshot,
+    candidate: Candidate,
+    cfg: ProjectConfig,
+    registry: ModelRegistry,
+    reports: Path,
 ) -> ModelGateOutcome:
     """Run one model gate on ``candidate``; the explainability gate also writes its report."""
     if gate not in _GATES:
@@ -248,7 +287,9 @@ def run_model_gate(
     verdict = _GATES[gate](snap, candidate, cfg, registry)
     if gate != "explainability":
         return ModelGateOutcome(verdict)
-    json_path, html_path = model_gates.write_importance_report(verdict, report_dir(reports, candidate, cfg.name))
+    json_path, html_path = model_gates.write_importance_report(
+        verdict, report_dir(reports, candidate, cfg.name)
+    )
     return ModelGateOutcome(verdict, {"importance_json": json_path, "importance_html": html_path})
 
 

@@ -109,8 +109,16 @@ def run_link(base_url: str, run_id: str) -> str:
 
 
 def check_failure(
-    *, key: str, project: str, asset: str, check: str, severity: Severity, message: str, run_id: str,
-    base_url: str, facts: Mapping[str, str] | None = None,
+    *,
+    key: str,
+    project: str,
+    asset: str,
+    check: str,
+    severity: Severity,
+    message: str,
+    run_id: str,
+    base_url: str,
+    facts: Mapping[str, str] | None = None,
 ) -> Notification:
     """The notification for one failed asset check evaluation."""
     return Notification(
@@ -149,7 +157,9 @@ class AlertCursor:
             return cls()
         after, _, sent = raw.partition(":")
         if not after.isdigit() or (sent and not sent.isdigit()):
-            raise NotificationError(f"alert cursor '{raw}' is not '<storage id>[:<sent>]'; reset the sensor's cursor")
+            raise NotificationError(
+                f"alert cursor '{raw}' is not '<storage id>[:<sent>]'; reset the sensor's cursor"
+            )
         return cls(int(after), int(sent or 0))
 
     def dump(self) -> str:

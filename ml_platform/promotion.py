@@ -96,16 +96,26 @@ class PromotionDecision:
             "code_sha": e["code_sha"],
             "champion_before": e["champion_before"],
             "gates": [
-                {"gate": g["gate"], "mode": g["mode"], "verdict": "PASS" if g["passed"] else "FAIL",
-                 "observed": g["observed"], "threshold": g["threshold"], "baseline": g["baseline"],
-                 "message": g["message"]}
+                {
+                    "gate": g["gate"],
+                    "mode": g["mode"],
+                    "verdict": "PASS" if g["passed"] else "FAIL",
+                    "observed": g["observed"],
+                    "threshold": g["threshold"],
+                    "baseline": g["baseline"],
+                    "message": g["message"],
+                }
                 for g in e["gates"]
             ],
         }
 
     def record(self) -> DecisionRecord:
         return DecisionRecord(
-            self.project, self.model_version, self.decision, self.result.failed, self.result.reason,
+            self.project,
+            self.model_version,
+            self.decision,
+            self.result.failed,
+            self.result.reason,
             str(self.evidence.get("decided_by_run", "")),
         )
 
@@ -123,7 +133,9 @@ def _matches(gate: str, rec: GateRecord, candidate: Candidate) -> bool:
 
 def _missing(gate: str, cfg: ProjectConfig, candidate: Candidate) -> Verdict:
     subject = (
-        f"data commit {candidate.data_commit[:12]}" if gate in DATA_GATES else f"model version {candidate.ref.version}"
+        f"data commit {candidate.data_commit[:12]}"
+        if gate in DATA_GATES
+        else f"model version {candidate.ref.version}"
     )
     return Verdict(
         gate=gate,
@@ -143,7 +155,9 @@ def select_verdicts(
     runs: dict[str, str] = {}
     for gate in expected_gates(cfg):
         found = next((r for r in records.get(gate, ()) if _matches(gate, r, candidate)), None)
-        verdicts.append(found.verdict.with_mode(cfg.gates.mode(gate)) if found else _missing(gate, cfg, candidate))
+        verdicts.append(
+            found.verdict.with_mode(cfg.gates.mode(gate)) if found else _missing(gate, cfg, candidate)
+        )
         if found:
             runs[gate] = found.run_id
     return verdicts, runs

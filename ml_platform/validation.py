@@ -1,18 +1,20 @@
 """The schema gate: a Pandera schema built from the project config, validated lazily.
 
-Pandera decides. On large frames its lazy mode is slow and memory-hungry when it has to collect
-many failure cases, so :func:`validate_frame` first evaluates the schema's own element-wise rules
-(dtype coercion, nullability, ranges, allowed values) as vectorised masks to find the offending
-rows, then lets Pandera validate
+Pandera's lazy mode is slow and memory-hungry on large frames with failures: it pays a fixed
+cost per failing column (consolidating failure-case frames twice) and copies columns as it goes.
+So :func:`validate_frame` first turns the schema's own rules (Pandera's ``try_coerce`` for
+dtypes, nullability, and the built-in range / isin checks) into vectorised masks, then:
 
-* only those rows (plus every column-level problem, which a row subset still shows) when
-  something is wrong: Pandera produces the failure cases and the verdict;
-* the full frame without the value checks already proven by the masks when nothing is wrong:
-  Pandera still checks columns, dtypes and nulls, and returns the coerced frame.
+* nothing broken: Pandera checks the column set and the dtypes of the coerced frame;
+* something broken: Pandera validates only the offending rows of every column it must judge
+  itself (values it cannot coerce, missing and unexpected columns) plus one "witness" column
+  whose mask counts it must confirm; the other failing columns are counted by the masks and
+  shown with examples.
 
-Both give the same verdict and failure cases as one full-frame lazy Pandera validation, which is
-what runs whenever a schema holds a check the masks do not understand (e.g. a custom
-``schema_class``), or when the masks and Pandera disagree.
+Verdicts and failure counts per check equal one plain full-frame lazy Pandera validation (the
+tests assert it on many corrupted frames). Plain Pandera runs instead whenever the schema holds
+a check the masks do not reproduce (e.g. a custom ``schema_class`` with a dataframe check), or
+whenever Pandera and the masks disagree.
 """
 
 from __future__ import annotations
@@ -92,9 +94,7 @@ def _target_column(cfg: ProjectConfig) -> pa.Column:
         name="binary",
         error=f"target must have at most two labels (positive label {label!r})",
     )
-    return pa.Column(
-        "int64" if isinstance(label, int) else "str", binary, nullable=False, coerce=True
-    )
+    return pa.Column("int64" if isinstance(label, int) else "str", binary, nullable=False, coerce=True)
 
 
 def _import_schema(path: str) -> pa.DataFrameSchema:
@@ -157,12 +157,9 @@ class ValidationResult:
     n_rows: int
     n_failure_cases: int
     error_counts: Mapping[str, int]  # "column: check" -> failure cases
-    failure_cases: pd.DataFrame = field(
-        repr=False, compare=False
-    )  # head: column, check, failure_case, index
-    frame: pd.DataFrame | None = field(
-        default=None, repr=False, compare=False
-    )  # coerced, if passed
+    failure_cases: pd.DataFrame = field(repr=False, compare=False)  # head: column, check, failure_case, index
+    # coerced, if passed (the input frame itself when no column needed coercion)
+    frame: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     strategy: Strategy = "full"
     seconds: float = 0.0
     schema_name: str = ""
@@ -301,19 +298,20 @@ def _structure_schema(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
 def _structure_pass(
     schema: pa.DataFrameSchema, df: pd.DataFrame, scans: dict[str, ColumnScan], max_rows: int
 ) -> ValidationResult:
-    """No value rule broken: Pandera checks columns, dtypes and nulls on the full frame.
+    """No value rule broken: Pandera checks the columns and dtypes of the coerced frame.
 
-    Columns arrive already coerced (by Pandera's own ``try_coerce`` in the scan), so Pandera is
-    asked to check their dtypes rather than coerce them again, which would copy every column.
+    Pandera sees zero rows: it writes every validated column back into the frame, which copies
+    all of them, and the row-level rules (nulls, ranges, allowed values) were already decided by
+    the masks built from its own checks.
     """
-    typed = df.copy(deep=False)
-    for name, scan in scans.items():
-        if scan.values is not df[name]:
-            typed[name] = scan.values
-    out = _run(_structure_schema(schema), typed)
+    changed = {n: s.values for n, s in scans.items() if s.values is not df[n]}
+    typed = df.copy(deep=False) if changed else df
+    for name, values in changed.items():
+        typed[name] = values
+    out = _run(_structure_schema(schema), typed.iloc[:0])
     if isinstance(out, SchemaErrors):  # the masks missed something: Pandera does it all
         return _full(schema, df, max_rows)
-    return _passed(out, "masked")
+    return _passed(typed, "masked")
 
 
 def _pandera_part(
@@ -337,9 +335,7 @@ def _pandera_part(
     return _failure_table(out.failure_cases) if isinstance(out, SchemaErrors) else None
 
 
-def _masked(
-    schema: pa.DataFrameSchema, plan: MaskPlan, df: pd.DataFrame, max_rows: int
-) -> ValidationResult:
+def _masked(schema: pa.DataFrameSchema, plan: MaskPlan, df: pd.DataFrame, max_rows: int) -> ValidationResult:
     missing = [c for c in plan if c not in df.columns]
     has_extra = schema.strict is True and any(c not in plan for c in df.columns)
     try:
@@ -351,9 +347,7 @@ def _masked(
         return _structure_pass(schema, df, scans, max_rows)
     by_pandera = [s for s in failing if s.coercion_failed is not None]
     # The columns with the fewest failures are the cheapest witnesses.
-    by_masks = sorted(
-        (s for s in failing if s.coercion_failed is None), key=lambda s: sum(s.counts.values())
-    )
+    by_masks = sorted((s for s in failing if s.coercion_failed is None), key=lambda s: sum(s.counts.values()))
     witnesses, by_masks = by_masks[:_WITNESS_COLUMNS], by_masks[_WITNESS_COLUMNS:]
     fc = _pandera_part(schema, df, by_pandera + witnesses, missing)
     if fc is None:
@@ -369,9 +363,7 @@ def _masked(
     return _failed(table, counts, len(df), max_rows, "masked")
 
 
-def validate_frame(
-    df: pd.DataFrame, cfg: ProjectConfig, *, max_failure_rows: int = 50
-) -> ValidationResult:
+def validate_frame(df: pd.DataFrame, cfg: ProjectConfig, *, max_failure_rows: int = 50) -> ValidationResult:
     """Validate ``df`` against the project's schema, collecting every failure (lazy).
 
     The verdict and the failure counts per check equal one full-frame lazy Pandera validation;
@@ -410,9 +402,7 @@ def _html(result: ValidationResult) -> str:
     counts = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in result.error_counts.items()
     )
-    cases = (
-        result.failure_cases.to_html(index=False, escape=True) if len(result.failure_cases) else ""
-    )
+    cases = result.failure_cases.to_html(index=False, escape=True) if len(result.failure_cases) else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>Schema validation: {html.escape(result.schema_name)}</title>"
@@ -437,8 +427,6 @@ def write_validation_report(result: ValidationResult, out_dir: str | Path) -> di
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"validation_json": out / "validation.json", "validation_html": out / "validation.html"}
-    paths["validation_json"].write_text(
-        json.dumps(_report_dict(result), indent=2), encoding="utf-8"
-    )
+    paths["validation_json"].write_text(json.dumps(_report_dict(result), indent=2), encoding="utf-8")
     paths["validation_html"].write_text(_html(result), encoding="utf-8")
     return paths

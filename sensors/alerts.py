@@ -17,7 +17,10 @@ from resources.notifier import NotifierResource
 
 SENSOR_NAME = "failure_alerts_sensor"
 _FINISHED = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE)
-_SEVERITY: dict[Any, notify.Severity] = {dg.AssetCheckSeverity.ERROR: "error", dg.AssetCheckSeverity.WARN: "warning"}
+_SEVERITY: dict[Any, notify.Severity] = {
+    dg.AssetCheckSeverity.ERROR: "error",
+    dg.AssetCheckSeverity.WARN: "warning",
+}
 
 
 def _meta_text(metadata: dict[str, Any], key: str) -> str | None:
@@ -28,12 +31,16 @@ def _meta_text(metadata: dict[str, Any], key: str) -> str | None:
 
 def _check_notifications(instance: dg.DagsterInstance, run_id: str, base_url: str) -> list[Notification]:
     out = []
-    for rec in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
+    for rec in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records:
         ev = rec.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
         if ev.passed:
             continue
         meta = dict(ev.metadata)
-        facts = {k: v for k in ("mode", "observed", "threshold", "model_version") if (v := _meta_text(meta, k))}
+        facts = {
+            k: v for k in ("mode", "observed", "threshold", "model_version") if (v := _meta_text(meta, k))
+        }
         asset = ev.asset_key.to_user_string()
         out.append(
             notify.check_failure(
@@ -51,10 +58,18 @@ def _check_notifications(instance: dg.DagsterInstance, run_id: str, base_url: st
     return out
 
 
+def _root_cause(error: Any) -> str:
+    """The innermost error's first line: the user's exception, not Dagster's wrapper around it."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = str(error.message).strip().splitlines()
+    return lines[0] if lines else str(error.cls_name)
+
+
 def _run_failure(instance: dg.DagsterInstance, entry: dg.EventLogEntry, base_url: str) -> Notification:
     steps = instance.get_records_for_run(entry.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     errors = [getattr(r.event_log_entry.dagster_event.event_specific_data, "error", None) for r in steps]  # type: ignore[union-attr]
-    first = next((e.message.strip().splitlines()[0] for e in errors if e is not None), "")
+    first = next((_root_cause(e) for e in errors if e is not None), "")
     summary = (entry.dagster_event.message if entry.dagster_event else None) or "run failed"
     return notify.run_failure(
         key=f"{entry.run_id}:run_failure",
@@ -65,12 +80,16 @@ def _run_failure(instance: dg.DagsterInstance, entry: dg.EventLogEntry, base_url
     )
 
 
-def finished_runs(instance: dg.DagsterInstance, after: int, base_url: str, limit: int = 50) -> list[FinishedRun]:
+def finished_runs(
+    instance: dg.DagsterInstance, after: int, base_url: str, limit: int = 50
+) -> list[FinishedRun]:
     """Runs finished after storage id ``after``, oldest first, with their failures' notifications."""
     records, cutoffs = [], []
     for event_type in _FINISHED:
         found = instance.fetch_run_status_changes(
-            dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after), limit=limit, ascending=True
+            dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
+            limit=limit,
+            ascending=True,
         ).records
         records += found
         if len(found) == limit:  # more may follow: only trust ids up to this list's last one

@@ -185,6 +185,7 @@ def check_no_secrets(client: docker.DockerClient, image: ImageRef | str, *,
     result = scan_image_for_secrets(img.save(named=False), secrets, allow_paths=allow_paths)
     details: dict[str, Any] = {
         "findings": [f.to_dict() for f in result.findings],
+        "waived": [f.to_dict() for f in result.waived],
         "files_scanned": result.files_scanned, "layers_scanned": result.layers_scanned,
         "secrets_checked": sorted(result.checked), "secrets_too_short": sorted(result.skipped),
     }

@@ -26,7 +26,12 @@ def test_clean_commit_passes_every_gate_and_registers_a_challenger(defs, instanc
     assert set(outcome.materialized) == {
         f"churn/{a}"
         for a in (
-            "training_data", "validation_report", "drift_report", "candidate_model", "evaluation", "promotion_decision"
+            "training_data",
+            "validation_report",
+            "drift_report",
+            "candidate_model",
+            "evaluation",
+            "promotion_decision",
         )
     }
     assert {g.check for g in outcome.gates} >= {"row_count", "schema_valid", "no_drift", "metric_thresholds"}

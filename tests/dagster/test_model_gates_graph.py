@@ -3,7 +3,6 @@
 No `from __future__ import annotations`: Dagster rejects a string annotation on `context`.
 """
 
-
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -72,7 +71,9 @@ def test_noisy_labels_are_rejected_and_the_rejection_holds_across_runs(
     assert regression.metadata["mode"] == "blocking" and regression.metadata["verdict"] == "FAIL"
     assert not regression.blocking  # reported WARN, so the decision still ran
     assert regression.metadata["model_version"] == 2 and regression.metadata["detail/champion_version"] == 1
-    assert regression.metadata["observed"] < regression.metadata["threshold"] < regression.metadata["baseline"]
+    assert (
+        regression.metadata["observed"] < regression.metadata["threshold"] < regression.metadata["baseline"]
+    )
     assert "churn/promotion_decision" in second.materialized
     assert second.blocked_by == ["promotable"]
     assert "no_regression_vs_champion" in second.promotion["failed_gates"]

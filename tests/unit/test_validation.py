@@ -36,7 +36,7 @@ class ChurnAgeOnly(pa.DataFrameModel):
         coerce = True
 
     @pa.dataframe_check
-    def not_empty(cls, df: pd.DataFrame) -> bool:
+    def not_empty(cls, df: pd.DataFrame) -> bool:  # type: ignore[misc]
         return len(df) > 0
 
 
@@ -93,9 +93,7 @@ def test_out_of_range_and_unknown_category_counts(churn: pd.DataFrame) -> None:
         "age: in_range(18, 100)": 20,
         "plan: isin(['basic', 'standard', 'premium'])": 3,
     }
-    assert result.message() == (
-        "23 failure cases in 2 columns: age (in_range 18..100: 20), plan (isin: 3)"
-    )
+    assert result.message() == ("23 failure cases in 2 columns: age (in_range 18..100: 20), plan (isin: 3)")
     v = result.verdict(GateMode.WARNING)
     assert not v.passed and not v.blocks and v.observed == 23
     assert set(result.failure_cases.columns) == {"column", "check", "failure_case", "index"}
@@ -222,3 +220,14 @@ def test_report_files(churn: pd.DataFrame, tmp_path: Path) -> None:
     assert len(doc["failure_cases_head"]) == 10
     page = paths["validation_html"].read_text()
     assert "FAILED" in page and "__invalid__" in page and "plan (isin: 10)" in page
+
+
+def test_nullable_column_accepts_nulls_but_not_bad_values(churn: pd.DataFrame) -> None:
+    age = CHURN.features[0].model_copy(update={"nullable": True})
+    cfg = CHURN.model_copy(update={"features": [age, *CHURN.features[1:]]})
+    with_nulls = dd.with_nulls(churn, "age", 0.05, 1)
+    assert validate_frame(with_nulls, cfg).passed
+    bad = dd.with_out_of_range(with_nulls, "age", 0.01, 2)
+    result = validate_frame(bad, cfg, max_failure_rows=10_000)
+    assert (result.passed, result.n_failure_cases, dict(result.error_counts)) == plain_pandera(bad, cfg)
+    assert result.error_counts == {"age: in_range(18, 100)": 10}
