@@ -297,8 +297,6 @@ def bench_drift(args: argparse.Namespace) -> list[bool]:
         "+ both input frames + the gate)"
     )
     exact = set(r.drifted_columns) == set(shifted_columns(cfg))
-    print(f"  target <= 10 s: {gate.seconds:.2f} s  {_verdict(fast_ok)}")
-    print(f"  target <= 600 MB peak RSS: {gate.peak_rss_mb:.0f} MB  {_verdict(mem_ok)}")
     print(f"  drifted columns are exactly the shifted ones: {_verdict(exact)}")
     ok = [fast_ok, mem_ok, exact]
     if args.skip_full_evidently:
