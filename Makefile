@@ -33,6 +33,7 @@ test: $(STAMP)
 ## make ui: the Dagster UI on the demo's history; sensors keep picking up new data commits.
 ui: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) $(ML_PLATFORM_HOME)/reports
+	@test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/dagster/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	@echo "Dagster UI:  http://127.0.0.1:$(UI_PORT)   reports: http://127.0.0.1:$(REPORTS_PORT)"
 	@set -m; $(BIN)/python -m http.server $(REPORTS_PORT) --bind 127.0.0.1 \
 	    -d $(ML_PLATFORM_HOME)/reports >/dev/null 2>&1 & trap "kill $$! 2>/dev/null" EXIT; \

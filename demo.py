@@ -105,6 +105,7 @@ def _print_outcome(kind: str, outcome: RunOutcome) -> None:
                 f"bound >= {m['threshold']:.4f}, difference {m['detail/difference']:.4f} "
                 f"({m['detail/confidence']:.0%} CI [{m['detail/ci_low']:.4f}, {m['detail/ci_high']:.4f}])",
                 markup=False,
+                soft_wrap=True,
             )
     if outcome.promotion is not None:
         console.print(f"  decision: {outcome.promotion.get('reason')}", markup=False)
@@ -136,7 +137,7 @@ def _print_alerts(defs: dg.Definitions, instance: dg.DagsterInstance, path: Path
     console.print(f"  {len(lines) - before} sent to {path} (set ML_PLATFORM_ALERT_WEBHOOK_URL for Slack):")
     for line in lines[before:]:
         n = json.loads(line)
-        console.print(f"  - [{n['severity']}] {n['title']}  {n['link']}", markup=False)
+        console.print(f"  - [{n['severity']}] {n['title']}  {n['link']}", markup=False, soft_wrap=True)
 
 
 def _prepare_dagster_home(home: Path) -> None:

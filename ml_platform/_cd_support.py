@@ -71,6 +71,8 @@ class RouterRecord:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # as uvicorn binds: a port whose old connections linger in TIME_WAIT is still usable
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -210,10 +212,24 @@ class PersistedWindowMetrics(RouterMetricsSource):
     def __init__(self, router_url: str, token: str, path: Path, rollout_id: str) -> None:
         super().__init__(router_url, token)
         self._path, self._rollout_id = path, rollout_id
+        self.unreachable: list[str] = []
         data = read_json(path)
         if data is not None and data.get("rollout_id") == rollout_id:
             self._baseline = {k: _counts_from_json(v) for k, v in data["baseline"].items()}
         self.marked = data is not None and data.get("rollout_id") == rollout_id
+
+    def _scrape(self, url: str) -> str:
+        try:
+            return super()._scrape(url)
+        except DeploymentError:
+            if url.rstrip("/") == f"{self.router_url}/metrics":
+                raise
+            # a variant server that is down: the router's counts (its 502s) still judge it;
+            # only its score and feedback counters are missing from this analysis
+            log.warning("variant server metrics unavailable at %s; judging on router counts",
+                        url)
+            self.unreachable.append(url)
+            return ""
 
     def mark(self) -> None:
         super().mark()

@@ -11,17 +11,22 @@ per variant, all on 127.0.0.1, remembered under ``<platform home>/deployments/<p
 Every function here is one call for the Dagster layer and is safe to repeat or to call after a
 killed process: state is read back from those files, dead servers and routers are restarted
 from it (a restarted router keeps its weights), and the rollout continues where it stopped.
+One exception: a canary that dies while it serves users is not restarted; its failures are in
+the router's counts, so the same reconcile rolls it back.
+
+The Dagster layer calls :func:`deploy_staging` + :func:`staging_smoke` (staging_deployment),
+:func:`start_rollout` (production_rollout), :func:`reconcile_rollout` (rollout_sensor), and
+:func:`approve` / :func:`abort` (CLI or a UI-launched job).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -29,14 +34,9 @@ from typing import Any, Literal
 import httpx
 import pandas as pd
 
-from ml_platform._cd_support import (
-    PersistedWindowMetrics,
-    RouterProcess,
-    p95,
-    probe_predict,
-)
+from ml_platform._cd_support import PersistedWindowMetrics, RouterProcess, probe_predict
 from ml_platform._poll import Clock, Sleeper
-from ml_platform.config import Direction, ProjectConfig
+from ml_platform.config import ProjectConfig
 from ml_platform.deploy import Endpoint, LocalProcessDeployer, RouterTrafficController
 from ml_platform.errors import DeploymentError, RolloutError
 from ml_platform.gates import Verdict
@@ -44,6 +44,7 @@ from ml_platform.rollout import Notifier, Phase, Reconciler, RolloutState, Rollo
 from ml_platform.rollout.machine import transition, weight_plan
 from ml_platform.rollout.store import utc_now
 from ml_platform.settings import PlatformPaths
+from ml_platform.staging import deploy_staging, golden_scores, records, staging_smoke
 from ml_platform.tracking import ModelRef, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -165,100 +166,6 @@ def default_registry(paths: PlatformPaths) -> ModelRegistry:
     return ModelRegistry(paths.mlflow_tracking_uri, paths.mlflow_artifact_root)
 
 
-# -- staging ------------------------------------------------------------------------------------
-
-
-def deploy_staging(project_cfg: ProjectConfig, ref: ModelRef, paths: PlatformPaths, *,
-                   env: Environment | None = None) -> ServingEndpoint:
-    """Serve ``ref`` as the only variant of the staging environment (idempotent)."""
-    env = env or Environment(project_cfg.name, "staging", paths)
-    server = env.ensure_server("stable", ref)
-    url = env.ensure_router(server.url)
-    env.sync_router()
-    others = {n: v for n, v in env.variants().items() if n != "stable"}
-    if others or env.variants()["stable"]["weight"] == 0:
-        env._admin("PUT", "state", {"variants": {"stable": {"url": server.url, "weight": 100}}})
-    return ServingEndpoint(project_cfg.name, env.name, url, str(ref.version),
-                           ref.digest or "", server)
-
-
-def golden_scores(registry: ModelRegistry, ref: ModelRef, rows: pd.DataFrame) -> list[float]:
-    """P(positive) of ``rows`` computed in-process: what the served model must answer."""
-    model = registry.load_sklearn(ref)
-    return [float(s) for s in model.predict_proba(rows)[:, 1]]
-
-
-def staging_smoke(endpoint: ServingEndpoint, golden_rows: pd.DataFrame,
-                  expected_scores: Sequence[float], latency_budget_ms: float, *,
-                  requests: int = 50, tolerance: float = 1e-9,
-                  timeout_s: float = 10.0) -> Verdict:
-    """Health, golden predictions identical to in-process ones, and p95 latency, via the router."""
-    if len(golden_rows) != len(expected_scores) or len(golden_rows) == 0:
-        raise DeploymentError(f"staging_smoke needs one expected score per golden row, got "
-                              f"{len(golden_rows)} rows and {len(expected_scores)} scores")
-    records = _records(golden_rows)
-    problems: list[str] = []
-    with httpx.Client(timeout=timeout_s) as client:
-        health = _health(client, endpoint)
-        problems += [f"{what} is not ready" for what, ok in health.items() if not ok]
-        diff, served_version = math.inf, None
-        if not problems:
-            probe = probe_predict(client, endpoint.url, records)
-            served_version = probe.body.get("model_version")
-            diff, issue = _golden_diff(probe.status, probe.body, expected_scores, tolerance)
-            problems += [issue] if issue else []
-        latencies = [] if problems else [
-            probe_predict(client, endpoint.url, [records[i % len(records)]]).latency_ms
-            for i in range(requests)]
-    observed = p95(latencies)
-    if latencies and observed > latency_budget_ms:
-        problems.append(f"p95 latency {observed:.1f} ms > budget {latency_budget_ms:g} ms")
-    if served_version is not None and str(served_version) != endpoint.model_version:
-        problems.append(f"served version {served_version}, expected {endpoint.model_version}")
-    ok = not problems
-    message = (f"staging serves version {endpoint.model_version}: golden predictions identical "
-               f"(max |diff| {diff:.3g}), p95 {observed:.1f} ms <= {latency_budget_ms:g} ms"
-               if ok else f"staging smoke failed for version {endpoint.model_version}: "
-               + "; ".join(problems))
-    return Verdict(gate="staging_smoke", passed=ok, message=message,
-                   observed=None if math.isnan(observed) else round(observed, 3),
-                   threshold=latency_budget_ms, direction=Direction.LOWER_IS_BETTER,
-                   details={"health": health, "golden_rows": len(records),
-                            "golden_max_abs_diff": None if math.isinf(diff) else diff,
-                            "latency_requests": len(latencies), "router": endpoint.url,
-                            "server": endpoint.server.url, "problems": problems})
-
-
-def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    import json
-
-    out: list[dict[str, Any]] = json.loads(rows.to_json(orient="records"))
-    return out
-
-
-def _health(client: httpx.Client, endpoint: ServingEndpoint) -> dict[str, bool]:
-    out = {}
-    for what, url in (("router", endpoint.url), ("server", endpoint.server.url)):
-        try:
-            out[what] = client.get(f"{url.rstrip('/')}/ready").status_code == 200
-        except httpx.HTTPError:
-            out[what] = False
-    return out
-
-
-def _golden_diff(status: int, body: dict[str, Any], expected: Sequence[float],
-                 tolerance: float) -> tuple[float, str | None]:
-    scores = body.get("scores")
-    if status != 200 or not isinstance(scores, list) or len(scores) != len(expected):
-        return math.inf, f"golden request answered {status} with {str(body)[:200]}"
-    diffs = [abs(float(a) - float(b)) for a, b in zip(scores, expected, strict=True)]
-    worst = max(diffs)
-    if worst > tolerance:
-        bad = sum(d > tolerance for d in diffs)
-        return worst, f"{bad} golden row(s) differ from in-process scores (max |diff| {worst:.3g})"
-    return worst, None
-
-
 # -- production rollouts ------------------------------------------------------------------------
 
 
@@ -340,7 +247,7 @@ class _Production:
                                       " pass smoke_rows")
             rows = example
         with httpx.Client(timeout=10.0) as client:
-            probe = probe_predict(client, self.env.router_url(), _records(rows))
+            probe = probe_predict(client, self.env.router_url(), records(rows))
         preds = probe.body.get("predictions")
         ok = probe.status == 200 and isinstance(preds, list) and len(preds) == len(rows)
         msg = (f"{len(rows)} row(s) predicted through the router in {probe.latency_ms:.0f} ms"
@@ -403,9 +310,19 @@ class _Production:
             return
         stable = self.env.ensure_server("stable", self.ref(state.stable_version))
         self.env.ensure_router(stable.url)
+        self.env.sync_router()
+        attached = self.env.variants().get("canary")
+        if attached is not None and attached["weight"] > 0 and \
+                not self.env.deployer.health("canary").ready:
+            # a canary that died while serving users is evidence, not an outage to repair: its
+            # failed requests are in the router's counts and the analysis rolls it back now,
+            # instead of after a restart (seconds) that would also hide the failure
+            log.warning("%s: the canary serving %s %% is down; leaving it to the analysis",
+                        self.project, attached["weight"])
+            return
         canary = self.env.ensure_server("canary", self.ref(state.candidate_version))
         self.env.sync_router()
-        if "canary" not in self.env.variants():
+        if attached is None:
             self.env.traffic().attach_canary(canary.url, weight=0)
 
     def _restore_final(self, state: RolloutState) -> None:

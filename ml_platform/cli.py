@@ -155,9 +155,12 @@ def why(
     version: Annotated[
         int | None, typer.Option(min=1, help="model version (default: the challenger)")
     ] = None,
-    junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="also write the gates as JUnit XML")] = None,
+    junit_xml: Annotated[
+        Path | None, typer.Option("--junit-xml", help="also write the gates as JUnit XML")
+    ] = None,
     tracking_uri: Annotated[
-        str | None, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: the platform home's)")
+        str | None,
+        typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: the platform home's)"),
     ] = None,
     fail_on_hold: Annotated[bool, typer.Option(help="exit 1 on HOLD as well as on REJECT")] = False,
 ) -> None:
@@ -204,6 +207,104 @@ def demo(
             f"cd there first ({e})"
         ) from e
     raise typer.Exit(runner.main(rows=rows))
+
+
+
+# -- continuous delivery: traffic, rollouts, history --------------------------------------------
+
+traffic_app = typer.Typer(no_args_is_help=True, help="Send traffic to a deployed environment.")
+rollout_app = typer.Typer(no_args_is_help=True, help="Production rollouts: status, abort.")
+app.add_typer(traffic_app, name="traffic")
+app.add_typer(rollout_app, name="rollout")
+ProjectArg = Annotated[str, typer.Argument(help="project name (file in --projects) or path")]
+
+
+@traffic_app.command("replay")
+def traffic_replay(
+    project: ProjectArg,
+    env: Annotated[str, typer.Option("--env", help="staging or production")] = "production",
+    rate: Annotated[float, typer.Option("--rate", min=0.1, help="requests per second")] = 50.0,
+    requests: Annotated[int, typer.Option("--requests", min=1, help="at most this many")] = 500,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="at most this long")] = 30.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    feedback: Annotated[bool, typer.Option(help="send each row's label to /feedback")] = True,
+    projects_dir: ProjectsDirOpt = Path("projects"),
+    backend: BackendOpt = None,
+) -> None:
+    """Replay the holdout rows of the project's latest data commit through the router."""
+    from ml_platform import training
+    from ml_platform.cd import Environment
+    from ml_platform.data.factory import open_store
+    from ml_platform.pipeline import load_snapshot
+    from ml_platform.settings import platform_paths
+    from ml_platform.traffic import replay
+
+    if env not in ("staging", "production"):
+        raise typer.BadParameter("staging or production", param_hint="--env")
+    cfg = resolve_project(project, projects_dir)
+    snap = load_snapshot(open_store(backend), cfg, None)
+    _, holdout = training.split_holdout(snap.frame, cfg)
+    labels = (holdout[cfg.target] == cfg.positive_label).astype(int)
+    url = Environment(cfg.name, env, platform_paths()).router_url()  # type: ignore[arg-type]
+    console.print(f"replaying {len(holdout)} holdout rows of data commit {snap.commit.id[:12]} "
+                  f"to {url}", highlight=False)
+    stats = replay(url, holdout[cfg.training_features], labels, rate_per_s=rate,
+                   max_requests=requests, max_seconds=seconds, concurrency=concurrency,
+                   feedback=feedback)
+    console.print(stats.summary(), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("history")
+def history_cmd(project: ProjectArg, projects_dir: ProjectsDirOpt = Path("projects")) -> None:
+    """What was live in production when, every rollout step and rollback, with its metrics."""
+    from ml_platform.cd import default_registry
+    from ml_platform.history import history, render_history
+    from ml_platform.settings import platform_paths
+
+    cfg, paths = resolve_project(project, projects_dir), platform_paths()
+    entries = history(cfg, paths, default_registry(paths))
+    console.print(render_history(entries), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("approve")
+def approve_cmd(
+    project: ProjectArg,
+    by: Annotated[str, typer.Option("--by", help="who approves")],
+    reason: Annotated[str, typer.Option("--reason", help="why")] = "approved from the command line",
+    projects_dir: ProjectsDirOpt = Path("projects"),
+) -> None:
+    """Approve the production rollout waiting for approval, then let it proceed."""
+    from ml_platform import cd
+    from ml_platform.settings import platform_paths
+
+    state = cd.approve(resolve_project(project, projects_dir), platform_paths(), by, reason)
+    console.print(f"rollout {state.rollout_id}: {state.phase} (candidate at "
+                  f"{state.canary_weight} %)", highlight=False)
+
+
+@rollout_app.command("status")
+def rollout_status_cmd(project: ProjectArg, projects_dir: ProjectsDirOpt = Path("projects")) -> None:
+    """The production router, its servers and the current or last rollout."""
+    from ml_platform import cd
+    from ml_platform.settings import platform_paths
+
+    status = cd.rollout_status(resolve_project(project, projects_dir), platform_paths())
+    console.print(cd.render_status(status), markup=False, highlight=False, soft_wrap=True)
+
+
+@rollout_app.command("abort")
+def rollout_abort_cmd(
+    project: ProjectArg,
+    by: Annotated[str, typer.Option("--by", help="who aborts")],
+    reason: Annotated[str, typer.Option("--reason", help="why")],
+    projects_dir: ProjectsDirOpt = Path("projects"),
+) -> None:
+    """Roll the live rollout back now: stable to 100 % first, then the candidate is stopped."""
+    from ml_platform import cd
+    from ml_platform.settings import platform_paths
+
+    state = cd.abort(resolve_project(project, projects_dir), platform_paths(), by, reason)
+    console.print(f"rollout {state.rollout_id}: {state.phase}", highlight=False)
 
 
 def main() -> None:
