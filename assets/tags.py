@@ -32,8 +32,11 @@ POOL_MODEL_REGISTRY = "model_registry"
 
 
 def stage_tags(stage: str) -> dict[str, str]:
-    """``tags=`` for an asset of ``stage`` ("ci", "staging" or "production")."""
-    return {STAGE: stage}
+    """``tags=`` for an asset of ``stage`` ("ci", "staging" or "production").
+
+    Plain ``str``: Dagster's serializer refuses enum values in tags (a StrEnum breaks the code
+    location load in ``dagster dev`` while in-process tests pass)."""
+    return {STAGE: str(stage)}
 
 
 def code_sha_of_run(tags: Mapping[str, str], definitions_sha: str | None) -> str:

@@ -149,6 +149,16 @@ def test_scope_jobs_select_only_their_stages(push_defs) -> None:
     assert keys("churn_ci") == keys("churn_validate")
     assert keys("churn_staging") >= ci and keys("churn_production") >= keys("churn_staging")
     assert push_defs.resolve_job_def("churn_production").tags[tags.SCOPE] == "production"
+    stage_values = [spec.tags.get(tags.STAGE) for spec in push_defs.resolve_all_asset_specs()]
+    assert all(type(v) is str for v in stage_values if v is not None)  # serializable for the UI
+
+
+def test_definitions_serialize_like_the_code_server_does(push_defs) -> None:
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster._serdes import serialize_value
+
+    repo = push_defs.get_repository_def()
+    assert serialize_value(RepositorySnap.from_def(repo))  # what `dagster dev` loads
 
 
 def test_validate_run_records_the_pushed_sha_on_every_materialization(
