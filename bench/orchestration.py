@@ -25,7 +25,8 @@ TARGET_OVERHEAD_S = 5.0
 
 
 def _direct(cfg, store, registry, reports, commit) -> None:
-    from ml_platform import pipeline
+    from ml_platform import model_ci, model_gates, pipeline
+    from ml_platform.config import GateMode
 
     snap = pipeline.load_snapshot(store, cfg, commit)
     pipeline.row_count_verdict(snap, cfg)
@@ -33,6 +34,14 @@ def _direct(cfg, store, registry, reports, commit) -> None:
     pipeline.drift_snapshot(snap, cfg, store, registry, reports)
     cand = pipeline.train_candidate(snap, cfg, registry, code_sha="bench", run_tags={})
     pipeline.evaluate_candidate(snap, cand, cfg, registry, reports)
+    # The same model gates and decision the job runs, so the comparison is like for like.
+    verdicts = [
+        model_ci.run_model_gate(gate, snap, cand, cfg, registry, reports).verdict
+        for gate in {**model_ci.CANDIDATE_GATES, **model_ci.EVALUATION_GATES}
+        if cfg.gates.mode(gate) is not GateMode.OFF
+    ]
+    decision = model_gates.decide(verdicts)
+    registry.set_version_tags(cfg.name, cand.ref.version, {"ml_platform.decision": decision.decision.value})
 
 
 def _completed(res) -> bool:
