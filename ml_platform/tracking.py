@@ -50,7 +50,7 @@ from ml_platform._mlflow_support import (
 )
 from ml_platform.config import ProjectConfig
 from ml_platform.errors import MLPlatformError, TrackingError
-from ml_platform.model_gates.artifact import directory_digest
+from ml_platform.serving.digest import directory_digest
 from ml_platform.training import TrainedModel
 
 CHALLENGER = "challenger"

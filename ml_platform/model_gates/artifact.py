@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,13 +13,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ml_platform.config import ArtifactSpec, Direction, GateMode
-from ml_platform.errors import MLPlatformError
 from ml_platform.gates import Verdict
 from ml_platform.model_gates._common import fmt
 from ml_platform.model_gates.reproducibility import max_abs_difference
+from ml_platform.serving.digest import directory_digest  # noqa: F401 (re-export)
 
 MB = 1_000_000  # SI megabytes, as docker and most registries display sizes
-_CHUNK = 1 << 20
 _EDITABLE = ("-e ", "--editable")
 
 
@@ -163,22 +160,3 @@ def dependencies_pinned(requirements_lines: list[str], mode: GateMode) -> Verdic
         ),
     )
 
-
-def directory_digest(path: str | Path) -> str:
-    """sha256 over every file's relative path and content, in sorted path order.
-
-    Lengths are hashed before paths and contents so no two different trees share a byte stream.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise MLPlatformError(f"cannot digest '{root}': not a directory")
-    digest = hashlib.sha256()
-    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
-    for rel_path in sorted(files):
-        file, rel = files[rel_path], rel_path.encode()
-        digest.update(len(rel).to_bytes(8, "big") + rel)
-        digest.update(file.stat().st_size.to_bytes(8, "big"))
-        with file.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()

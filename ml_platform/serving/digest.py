@@ -13,9 +13,10 @@ _CHUNK = 1 << 20
 def directory_digest(path: str | Path) -> str:
     """sha256 over every file's relative path and content, in sorted path order.
 
-    Byte-for-byte the same scheme as ``ml_platform.model_gates.directory_digest`` (the artifact
-    gate records it; the server checks it), so the two must change together. Lengths are hashed
-    before paths and contents so no two different trees share a byte stream.
+    The one implementation: the registry records it, the artifact gate and the server check it
+    (ml_platform.model_gates re-exports it). Kept here, free of heavy imports, because the
+    serving image carries only what the server needs. Lengths are hashed before paths and
+    contents so no two different trees share a byte stream.
     """
     root = Path(path)
     if not root.is_dir():
