@@ -152,7 +152,14 @@ class RouterTrafficController:
 
 @dataclass
 class _Counts:
-    """Cumulative Prometheus values of one variant; subtracting two gives a window."""
+    """Cumulative Prometheus values of one variant; subtracting two gives a window.
+
+    Two processes feed it: the router (requests, errors, latency) and the variant's server
+    (scores, feedback). Either can restart on its own, so each part detects its own counter
+    reset (a value that went down, or a server at another URL) and then counts from zero, as
+    Prometheus' ``rate()`` does. Mixing them (one reset check for both) once made a restarted
+    stable server look like a huge prediction shift.
+    """
 
     requests: float = 0.0
     errors: float = 0.0
@@ -161,15 +168,22 @@ class _Counts:
     score_count: float = 0.0
     feedback: float = 0.0
     correct: float = 0.0
+    server_url: str | None = None
 
     def minus(self, base: _Counts) -> _Counts:
-        if self.requests < base.requests or self.feedback < base.feedback:
-            return self  # the process restarted: its counters began again from zero
+        traffic = base
+        if self.requests < base.requests or any(
+                n < base.buckets.get(le, 0.0) for le, n in self.buckets.items()):
+            traffic = _Counts()  # the traffic source restarted: its counters began again
+        quality = base
+        if (self.server_url != base.server_url or self.score_count < base.score_count
+                or self.feedback < base.feedback):
+            quality = _Counts()  # a new server process: scores and feedback since it started
         return _Counts(
-            self.requests - base.requests, self.errors - base.errors,
-            {le: n - base.buckets.get(le, 0.0) for le, n in self.buckets.items()},
-            self.score_sum - base.score_sum, self.score_count - base.score_count,
-            self.feedback - base.feedback, self.correct - base.correct,
+            self.requests - traffic.requests, self.errors - traffic.errors,
+            {le: n - traffic.buckets.get(le, 0.0) for le, n in self.buckets.items()},
+            self.score_sum - quality.score_sum, self.score_count - quality.score_count,
+            self.feedback - quality.feedback, self.correct - quality.correct, self.server_url,
         )
 
     def to_metrics(self) -> VariantMetrics:
@@ -181,6 +195,7 @@ class _Counts:
             mean_score=self.score_sum / self.score_count if self.score_count else 0.0,
             feedback_count=feedback,
             live_accuracy=self.correct / feedback if feedback else None,
+            scored=int(self.score_count),
         )
 
 
@@ -233,7 +248,7 @@ class RouterMetricsSource:
         router = _parse(self._scrape(f"{self.router_url}/metrics"))
         out: dict[str, _Counts] = {}
         for variant in (self.stable, self.canary):
-            counts = _Counts()
+            counts = _Counts(server_url=urls.get(variant))
             server = _parse(self._scrape(f"{urls[variant]}/metrics")) if variant in urls else []
             if _router_counts(router, variant, counts) == 0 and server:
                 _server_counts(server, counts)  # nothing routed to it: its direct traffic

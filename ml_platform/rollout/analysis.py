@@ -110,11 +110,17 @@ def _prediction_shift(
     verdict: Verdict
     if short:
         verdict, message = "insufficient", short
-    elif stable.requests < policy.min_requests:
+    elif canary.score_samples < policy.min_requests:
+        verdict = "insufficient"
+        message = (
+            f"prediction_shift: the canary server holds {canary.score_samples} score(s) "
+            f"(restarted?); need {policy.min_requests} to judge it"
+        )
+    elif stable.score_samples < policy.min_requests:
         verdict = "skipped"
         message = (
-            f"prediction_shift: stable served {stable.requests} request(s), too few for a "
-            f"baseline (need {policy.min_requests}); shift not judged"
+            f"prediction_shift: stable has {stable.score_samples} score(s) in this window, "
+            f"too few for a baseline (need {policy.min_requests}); shift not judged"
         )
     else:
         ok = observed <= limit

@@ -88,6 +88,11 @@ class VariantMetrics:
     mean_score: float
     feedback_count: int = 0
     live_accuracy: float | None = None
+    scored: int | None = None  # predictions behind mean_score; None: one per request
+
+    @property
+    def score_samples(self) -> int:
+        return self.requests if self.scored is None else self.scored
 
     def __post_init__(self) -> None:
         problem = _metrics_problem(self)
@@ -96,8 +101,8 @@ class VariantMetrics:
 
 
 def _metrics_problem(m: VariantMetrics) -> str | None:
-    if m.requests < 0 or m.feedback_count < 0:
-        return "requests and feedback_count must be >= 0"
+    if m.requests < 0 or m.feedback_count < 0 or (m.scored is not None and m.scored < 0):
+        return "requests, feedback_count and scored must be >= 0"
     if not 0 <= m.errors <= m.requests:
         return "errors must be between 0 and requests"
     if not (math.isfinite(m.p95_latency_ms) and m.p95_latency_ms >= 0):

@@ -242,7 +242,8 @@ def test_approval_required_waits_then_promotes(models: Models, paths: PlatformPa
     assert _send(env, models, n=20).ok == 20
 
     state = cd.approve(cfg, paths, "bob", "change ticket 42", registry=models.registry)
-    assert state.phase is Phase.PROMOTED and state.approval is not None
+    assert state.phase is Phase.PROMOTED, state.history[-1].reason
+    assert state.approval is not None
     assert state.approval.by == "bob"
     assert _weights(env) == {"stable": 100}
     assert models.registry.get_alias("churn", cd.CHAMPION).version == models.good2.version

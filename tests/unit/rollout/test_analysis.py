@@ -82,10 +82,24 @@ def test_without_a_stable_baseline_the_shift_is_skipped_and_says_why():
     assert "too few for a baseline" in a.check("prediction_shift").message
 
 
+def test_a_restarted_stable_server_without_scores_is_no_baseline_for_the_shift():
+    # the router saw 300 stable requests, but the stable server came back with 3 scores:
+    # its mean score says nothing yet, so the shift is not judged on it
+    a = assess(healthy_stable(scored=3, mean_score=0.0), healthy_canary(mean_score=0.3), POLICY)
+    assert a.action == "advance" and a.check("prediction_shift").verdict == "skipped"
+    assert "stable has 3 score(s)" in a.check("prediction_shift").message
+
+
+def test_a_canary_server_without_enough_scores_is_inconclusive_not_judged():
+    a = assess(healthy_stable(), healthy_canary(scored=2, mean_score=0.99), POLICY)
+    assert a.action == "inconclusive" and a.check("prediction_shift").verdict == "insufficient"
+
+
 @pytest.mark.parametrize(
     "changes",
     [
         {"requests": -1},
+        {"scored": -1},
         {"errors": 301},
         {"p95_latency_ms": float("nan")},
         {"p95_latency_ms": -1.0},
