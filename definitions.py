@@ -10,13 +10,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.jobs import build_jobs, ci_job_name
+from assets.delivery import build_approval_job, build_delivery_assets, images_enabled
+from assets.jobs import build_jobs, ci_job_name, data_commit_job_name, scope_job_name
 from assets.model_checks import build_model_checks
 from assets.project import build_project_assets
 from assets.promotion import build_promotion_assets
 from ml_platform.config import ProjectConfig, load_projects
 from ml_platform.errors import ConfigError
 from resources import DataStoreResource, ModelRegistryResource, PlatformResource
+from resources.delivery import DeliveryResource
 from resources.notifier import notifier_resource
 from sensors.alerts import build_failure_alerts_sensor
 from sensors.data_commit import build_data_commit_sensor
@@ -42,18 +44,24 @@ def build_project_defs(
     executor: dg.ExecutorDefinition = dg.in_process_executor,
     *,
     sensor_interval_s: int | None = None,
+    images_on: bool = False,
 ) -> dg.Definitions:
-    assets = build_project_assets(cfg, code_version) + build_promotion_assets(cfg, code_version)
+    assets = [
+        *build_project_assets(cfg, code_version),
+        *build_promotion_assets(cfg, code_version),
+        *build_delivery_assets(cfg, code_version, images_on=images_on),
+    ]
     # In-process: a step costs milliseconds instead of a fresh interpreter (bench/orchestration.py).
     ci_job, scope_jobs = build_jobs(cfg, executor)
     interval = {} if sensor_interval_s is None else {"minimum_interval_seconds": sensor_interval_s}
-    sensors = [build_data_commit_sensor(cfg, ci_job, **interval)]
+    jobs = {ci_job_name(cfg): ci_job, **{scope_job_name(cfg, s): j for s, j in scope_jobs.items()}}
+    sensors = [build_data_commit_sensor(cfg, jobs[data_commit_job_name(cfg)], **interval)]
     if cfg.code.remote:
         sensors.append(build_git_push_sensor(cfg, scope_jobs, **interval))
     return dg.Definitions(
         assets=assets,
         asset_checks=build_model_checks(cfg),
-        jobs=[ci_job, *scope_jobs.values()],
+        jobs=[ci_job, *scope_jobs.values(), build_approval_job(cfg, executor)],
         sensors=sensors,
     )
 
@@ -81,6 +89,7 @@ def default_resources(backend: str = "local") -> dict[str, object]:
         "data_store": data_store_resource(backend),
         "model_registry": ModelRegistryResource(),
         "notifier": notifier_resource(),  # webhook via dg.EnvVar when configured, else a file
+        "delivery": DeliveryResource(),  # $ML_PLATFORM_REGISTRY, $ML_PLATFORM_BASE_IMAGE at run time
     }
 
 
@@ -100,11 +109,14 @@ def build_defs(
     backend: str | None = None,
 ) -> dg.Definitions:
     """Every project's graph, jobs and sensors plus the shared resources. Reads the environment
-    here (definitions build), never at import: the backend and the sensor interval."""
+    here (definitions build), never at import: the backend, the sensor interval and whether
+    model images are built (ML_PLATFORM_IMAGES, default: when a Docker engine answers)."""
     code_version = _code_version()
     interval = _sensor_interval_s()
+    images_on = images_enabled()
     per_project = [
-        build_project_defs(p, code_version, executor, sensor_interval_s=interval) for p in projects
+        build_project_defs(p, code_version, executor, sensor_interval_s=interval, images_on=images_on)
+        for p in projects
     ]
     chosen = backend or os.environ.get(BACKEND_ENV) or "local"
     shared = dg.Definitions(resources=default_resources(chosen), sensors=[build_failure_alerts_sensor()])

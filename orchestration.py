@@ -106,10 +106,12 @@ def execute_requests(
     requests: list[dg.RunRequest],
     *,
     console_log_level: str = "INFO",
+    job_name: str | None = None,
 ) -> Iterator[RunOutcome]:
     """Execute each request's run in-process; the event log still records everything (the UI
-    shows it); ``console_log_level`` only quiets what is echoed to the terminal."""
-    job = defs.resolve_job_def(f"{cfg.name}_ci")
+    shows it); ``console_log_level`` only quiets what is echoed to the terminal. ``job_name``:
+    the job the sensor targets (default: the project's CI job)."""
+    job = defs.resolve_job_def(job_name or f"{cfg.name}_ci")
     run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
     for request in requests:
         result = job.execute_in_process(

@@ -34,6 +34,14 @@ def scope_job_name(cfg: ProjectConfig, scope: BranchScope) -> str:
     return f"{cfg.name}_{scope.value}"
 
 
+def data_commit_job_name(cfg: ProjectConfig) -> str:
+    """The job a new data commit starts: ``<p>_ci`` for data CI only (``dataset.on_commit:
+    validate``), else the scope job that goes on to staging or production."""
+    if cfg.dataset.on_commit is BranchScope.VALIDATE:
+        return ci_job_name(cfg)
+    return scope_job_name(cfg, cfg.dataset.on_commit)
+
+
 def _stage_members(cfg: ProjectConfig, stage: Stage) -> dg.AssetSelection:
     named = [[cfg.name, name] for name, s in STAGE_OF_CD_ASSET.items() if s is stage]
     selection = dg.AssetSelection.tag(tags.STAGE, stage.value)

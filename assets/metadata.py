@@ -93,7 +93,7 @@ def _detail_value(value: Any) -> Any:
     return scalar(value)
 
 
-GateKind = Literal["data", "model", "promotion"]
+GateKind = Literal["data", "model", "promotion", "delivery"]
 
 
 def report_severity(v: Verdict, kind: GateKind) -> dg.AssetCheckSeverity:
@@ -105,6 +105,8 @@ def report_severity(v: Verdict, kind: GateKind) -> dg.AssetCheckSeverity:
       declared ``blocking=True`` so the decision waits for them, but a failure must not stop the
       run: ``promotion_decision`` has to run and record the REJECT with its evidence. The
       check's metadata keeps ``mode=blocking`` and ``verdict=FAIL``; the decision reads those.
+    - delivery (image, staging_smoke): like data gates, a failed blocking one is ERROR: a
+      broken image or a failing staging server must not reach production.
     - promotion (``promotable``): ERROR unless PROMOTE. This is THE gate: it stops everything
       downstream in the run, and ``require_promotable`` carries it across runs.
     A failed warning-mode gate is WARN everywhere.

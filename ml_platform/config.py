@@ -74,12 +74,22 @@ class FeatureSpec(_Strict):
         return self.dtype in ("int", "float")
 
 
+class BranchScope(StrEnum):
+    VALIDATE = "validate"  # feature/*: validate, smoke-train, evaluate, report
+    STAGING = "staging"  # main: through staging_deployment
+    PRODUCTION = "production"  # release/* or tags: through production_rollout
+
+
 class DatasetSpec(_Strict):
     """Where the project's data lives in the data store (embedded store or lakeFS)."""
 
     repository: str = Field(min_length=1)
     branch: str = "main"
     path: str = Field(min_length=1, description="file inside the repository (.csv or .parquet)")
+    # How far a new commit on ``branch`` goes (data_commit_sensor): validate = data CI, training
+    # and the decision only; staging adds image + staging deployment; production goes on to
+    # the production rollout when the decision is PROMOTE.
+    on_commit: BranchScope = BranchScope.VALIDATE
 
     @field_validator("path")
     @classmethod
@@ -251,12 +261,6 @@ class RolloutSpec(_Strict):
         if any(not 0 < s <= 100 for s in v) or v != sorted(set(v)):
             raise ValueError(f"canary steps must be strictly increasing percentages in (0, 100], got {v}")
         return v
-
-
-class BranchScope(StrEnum):
-    VALIDATE = "validate"  # feature/*: validate, smoke-train, evaluate, report
-    STAGING = "staging"  # main: through staging_deployment
-    PRODUCTION = "production"  # release/* or tags: through production_rollout
 
 
 class BranchRule(_Strict):

@@ -201,3 +201,23 @@ def deliver(runs: list[FinishedRun], notifier: Notifier, cursor: AlertCursor) ->
             sent += 1
         after, skip = run.storage_id, 0
     return Delivery(AlertCursor(after, 0), sent)
+
+
+def rollout_notification(message: Any, link: str | None = None) -> Notification:
+    """A rollout's message (``ml_platform.rollout`` RequestApproval / Notify) as a Notification.
+
+    Keyed by rollout and phase, so a message re-sent after a crash (at-least-once) is one
+    notification for receivers that de-duplicate."""
+    from ml_platform.rollout.model import Phase, RequestApproval
+
+    if isinstance(message, RequestApproval):
+        return Notification(
+            key=f"rollout:{message.rollout_id}:approval", title=f"{message.project}: approval needed",
+            text=message.message, severity="warning", link=link,
+            fields={"rollout": message.rollout_id,
+                    "approve with": f"ml-platform approve {message.project} --by NAME --reason WHY"})
+    severity: Severity = "error" if message.phase is Phase.ROLLED_BACK else "info"
+    return Notification(
+        key=f"rollout:{message.rollout_id}:{message.phase.value}",
+        title=f"{message.project}: rollout {message.phase.value}", text=message.message,
+        severity=severity, link=link, fields={"rollout": message.rollout_id})

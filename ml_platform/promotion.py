@@ -209,8 +209,9 @@ def decide_promotion(
 ) -> PromotionDecision:
     """Decide from the recorded verdicts and write the decision to the model version's tags.
 
-    On PROMOTE the alias ``champion`` moves to this version. This is interim: once the CD work
-    lands, the alias moves at the end of a successful production rollout instead.
+    PROMOTE makes the version eligible for delivery; it does not make it the champion. The
+    alias ``champion`` names what production serves, so it moves only when a production
+    rollout of the version ends PROMOTED (:mod:`ml_platform.cd`).
     """
     verdicts, runs = select_verdicts(cfg, candidate, records)
     result = decide(verdicts)
@@ -220,8 +221,6 @@ def decide_promotion(
     )
     decision = PromotionDecision(cfg.name, candidate.ref.version, result, tuple(verdicts), evidence)
     registry.set_version_tags(cfg.name, candidate.ref.version, decision_tags(decision))
-    if decision.decision is Decision.PROMOTE:
-        registry.set_alias(cfg.name, CHAMPION, candidate.ref.version)
     return decision
 
 

@@ -2,7 +2,8 @@
 
 Every asset belongs to one stage. ``ci`` is everything up to and including the decision
 (validate, smoke-train, evaluate, report); ``staging`` adds the image and the staging deployment;
-``production`` adds the production rollout. A scope runs its own stage and every stage before it
+``production`` adds the production rollout; ``operate`` (approvals, serving monitor) is run by
+no scope, only by its own job. A scope runs its own stage and every stage before it
 (ARCHITECTURE.md §2): feature/* -> ci; main -> ci + staging; release/* or a tag -> all three.
 """
 
@@ -17,6 +18,9 @@ class Stage(StrEnum):
     CI = "ci"
     STAGING = "staging"
     PRODUCTION = "production"
+    # Assets no scope runs: started by an operator (rollout_approval) or by their own sensor
+    # (serving_monitor), each through its own job.
+    OPERATE = "operate"
 
 
 _ORDER: tuple[Stage, ...] = (Stage.CI, Stage.STAGING, Stage.PRODUCTION)

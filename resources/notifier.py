@@ -5,10 +5,18 @@ shows the variable's name, never its value) and the notifier never logs or repor
 """
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
-from ml_platform.notify import FileNotifier, Notification, Notifier, WebhookNotifier
+from ml_platform.notify import (
+    FileNotifier,
+    Notification,
+    Notifier,
+    WebhookNotifier,
+    rollout_notification,
+)
 from ml_platform.settings import platform_paths
 
 WEBHOOK_ENV = "ML_PLATFORM_ALERT_WEBHOOK_URL"
@@ -31,6 +39,11 @@ class NotifierResource(dg.ConfigurableResource):
 
     def send(self, notification: Notification) -> None:
         self.notifier().send(notification)
+
+    def rollout_notifier(self) -> Callable[[Any], None]:
+        """The rollout controller's notifier (ml_platform.rollout Message -> this sink)."""
+        sink = self.notifier()
+        return lambda message: sink.send(rollout_notification(message))
 
 
 def notifier_resource() -> NotifierResource:

@@ -29,8 +29,8 @@ def build_data_commit_sensor(
         target=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Starts a {cfg.name} CI run for every new commit of {cfg.dataset.repository}/"
-        f"{cfg.dataset.branch}:{cfg.dataset.path}.",
+        description=f"Starts a {cfg.name} run (scope '{cfg.dataset.on_commit}') for every new commit "
+        f"of {cfg.dataset.repository}/{cfg.dataset.branch}:{cfg.dataset.path}.",
     )
     def data_commit_sensor(
         context: dg.SensorEvaluationContext, data_store: DataStoreResource
@@ -50,6 +50,7 @@ def build_data_commit_sensor(
                     tags.DATA_COMMIT: run.commit.id,
                     tags.DATA_BRANCH: run.branch,
                     tags.TRIGGER: "data_commit",
+                    tags.SCOPE: str(cfg.dataset.on_commit),
                     # A reset/force-push is also reported on the run it starts (and logged above).
                     **({tags.DATA_RESET_FROM: run.reset_from} if run.reset_from else {}),
                 },

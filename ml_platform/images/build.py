@@ -92,17 +92,23 @@ class ImageRef:
 
 
 def image_reference(project: str, version: int, git_sha: str, registry: str | None) -> str:
-    """``<registry>/<project>-model:v<version>-<sha12>`` (no registry: a local name)."""
-    if not _SHA.fullmatch(git_sha):
+    """``<registry>/<project>-model:v<version>-<sha12>`` (no registry: a local name).
+
+    A sha from a working tree with uncommitted changes (``<sha>-dirty``, as
+    :func:`ml_platform.code_version.current_code_sha` reports it) gives ``...-<sha12>-dirty``:
+    the tag never claims a clean revision it was not built from."""
+    sha, dirty = (git_sha[: -len("-dirty")], True) if git_sha.endswith("-dirty") else (git_sha, False)
+    if not _SHA.fullmatch(sha):
         raise ImageBuildError(f"git_sha must be a hex commit id of 12-64 characters, got "
-                              f"'{git_sha}'; pass the sha the run was started for")
+                              f"'{git_sha}'; run from a git checkout (the image is tagged with "
+                              "the code's commit) or pass the sha the run was started for")
     repository = f"{project}-model"
     if registry:
         if not _REGISTRY.fullmatch(registry):
             raise ImageBuildError(f"registry '{registry}' must look like host[:port][/path] with "
                                   "no scheme, e.g. 127.0.0.1:5000 or ghcr.io/acme")
         repository = f"{registry.rstrip('/')}/{repository}"
-    return f"{repository}:v{version}-{git_sha[:12]}"
+    return f"{repository}:v{version}-{sha[:12]}{'-dirty' if dirty else ''}"
 
 
 def build_model_image(

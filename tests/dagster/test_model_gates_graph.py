@@ -28,9 +28,11 @@ SENSOR = "churn_data_commit_sensor"
 DECISION_KEY = dg.AssetKey(["churn", "promotion_decision"])
 
 
-def _run(defs: dg.Definitions, instance: dg.DagsterInstance, cfg: ProjectConfig, cursor: str | None):
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, cfg: ProjectConfig, cursor: str | None,
+         job_name: str | None = None):
     requests, cursor = sensor_run_requests(defs, instance, SENSOR, cursor)
-    (outcome,) = list(execute_requests(defs, instance, cfg, requests, console_log_level="CRITICAL"))
+    (outcome,) = list(execute_requests(defs, instance, cfg, requests, console_log_level="CRITICAL",
+                                       job_name=job_name))
     return outcome, cursor
 
 
@@ -52,10 +54,12 @@ def _step_error(result: dg.ExecuteInProcessResult) -> str:
 def test_noisy_labels_are_rejected_and_the_rejection_holds_across_runs(
     defs: dg.Definitions, instance: dg.DagsterInstance, churn: ProjectConfig, store, tmp_path: Path
 ) -> None:
-    # Run 1: a clean commit passes every gate, is promoted and becomes the champion.
+    # Run 1: a clean commit passes every gate, is promoted, deployed (staging, then production:
+    # a first deployment goes straight to 100 %) and so becomes the champion.
     commit_frame(store, churn, clean_frame())
-    first, cursor = _run(defs, instance, churn, None)
+    first, cursor = _run(defs, instance, churn, None, job_name="churn_production")
     assert first.decision == "PROMOTE", first.failed_checks
+    assert {"churn/staging_deployment", "churn/production_rollout"} <= set(first.materialized)
     registry = _registry()
     assert registry.get_alias("churn", "champion").version == 1
     assert _gate(first, "no_regression_vs_champion").metadata["message"].startswith("no champion yet")
