@@ -13,6 +13,7 @@ import dagster as dg
 from assets.delivery import build_approval_job, build_delivery_assets, images_enabled
 from assets.jobs import build_jobs, ci_job_name, data_commit_job_name, scope_job_name
 from assets.model_checks import build_model_checks
+from assets.monitoring import build_monitor_assets, build_monitor_job
 from assets.project import build_project_assets
 from assets.promotion import build_promotion_assets
 from ml_platform.config import ProjectConfig, load_projects
@@ -23,6 +24,8 @@ from resources.notifier import notifier_resource
 from sensors.alerts import build_failure_alerts_sensor
 from sensors.data_commit import build_data_commit_sensor
 from sensors.git_push import build_git_push_sensor
+from sensors.rollout import build_rollout_sensor
+from sensors.serving_monitor import build_serving_monitor_sensor
 
 PROJECTS_ENV = "ML_PLATFORM_PROJECTS"
 ROOT = Path(__file__).resolve().parent
@@ -50,18 +53,24 @@ def build_project_defs(
         *build_project_assets(cfg, code_version),
         *build_promotion_assets(cfg, code_version),
         *build_delivery_assets(cfg, code_version, images_on=images_on),
+        *build_monitor_assets(cfg, code_version),
     ]
     # In-process: a step costs milliseconds instead of a fresh interpreter (bench/orchestration.py).
     ci_job, scope_jobs = build_jobs(cfg, executor)
     interval = {} if sensor_interval_s is None else {"minimum_interval_seconds": sensor_interval_s}
     jobs = {ci_job_name(cfg): ci_job, **{scope_job_name(cfg, s): j for s, j in scope_jobs.items()}}
     sensors = [build_data_commit_sensor(cfg, jobs[data_commit_job_name(cfg)], **interval)]
+    monitor_job = build_monitor_job(cfg, executor)
+    sensors += [
+        build_rollout_sensor(cfg, **interval),
+        build_serving_monitor_sensor(cfg, monitor_job, jobs[data_commit_job_name(cfg)], **interval),
+    ]
     if cfg.code.remote:
         sensors.append(build_git_push_sensor(cfg, scope_jobs, **interval))
     return dg.Definitions(
         assets=assets,
         asset_checks=build_model_checks(cfg),
-        jobs=[ci_job, *scope_jobs.values(), build_approval_job(cfg, executor)],
+        jobs=[ci_job, *scope_jobs.values(), build_approval_job(cfg, executor), monitor_job],
         sensors=sensors,
     )
 

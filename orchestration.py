@@ -99,6 +99,30 @@ def sensor_run_requests(
     return list(data.run_requests or []), data.cursor
 
 
+@dataclass(frozen=True)
+class SensorTick:
+    run_requests: list[dg.RunRequest]
+    asset_events: list[Any]
+    cursor: str | None
+    skip_message: str | None
+
+
+def sensor_tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str, cursor: str | None
+) -> SensorTick:
+    """One tick of a sensor as the daemon runs it, including what the daemon does with the
+    asset events the sensor returns: they are recorded on the instance (the UI shows them)."""
+    sensor = defs.resolve_sensor_def(sensor_name)
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources or {})
+    )
+    data = sensor.evaluate_tick(ctx)
+    events = list(data.asset_events or [])
+    for event in events:
+        instance.report_runless_asset_event(event)
+    return SensorTick(list(data.run_requests or []), events, data.cursor, data.skip_message)
+
+
 def execute_requests(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,

@@ -68,12 +68,28 @@ class ServingEndpoint:
     server: Endpoint  # the model server behind it
 
 
+SAMPLE_RATE_ENV = "ML_PLATFORM_SERVING_SAMPLE_RATE"  # share of predictions logged for monitoring
+
+
+def _sample_rate(given: float | None) -> float:
+    if given is not None:
+        return given
+    raw = os.environ.get(SAMPLE_RATE_ENV, "").strip()
+    try:
+        rate = float(raw) if raw else 0.05
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise DeploymentError(f"{SAMPLE_RATE_ENV} must be a number between 0 and 1, got '{raw}'")
+    return rate
+
+
 class Environment:
     """A router and per-variant model servers of one project, found again from their records."""
 
     def __init__(self, project: str, name: EnvName, paths: PlatformPaths, *,
                  python: str = sys.executable, ready_timeout: float = 120.0,
-                 sample_rate: float = 0.05, clock: Clock = time.monotonic,
+                 sample_rate: float | None = None, clock: Clock = time.monotonic,
                  sleeper: Sleeper = time.sleep) -> None:
         if name not in ("staging", "production"):
             raise DeploymentError(f"environment must be 'staging' or 'production', got {name!r}")
@@ -82,7 +98,7 @@ class Environment:
         self.token_file = self.dir / "token"
         self.deployer = LocalProcessDeployer(self.dir, project=project, python=python,
                                              ready_timeout=ready_timeout,
-                                             sample_rate=sample_rate, clock=clock,
+                                             sample_rate=_sample_rate(sample_rate), clock=clock,
                                              sleeper=sleeper)
         self.router = RouterProcess(self.dir, self.token_file, python=python, clock=clock,
                                     sleeper=sleeper)

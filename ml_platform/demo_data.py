@@ -45,8 +45,17 @@ def _category(values: np.ndarray, allowed: Sequence[str]) -> pd.Categorical:
     return pd.Categorical(values, categories=list(allowed))
 
 
-def generate_churn(n_rows: int, seed: int) -> pd.DataFrame:
-    """Subscription customers matching ``projects/churn.yaml``; ``churned`` is about 25 % ones."""
+def generate_churn(n_rows: int, seed: int, positive_rate: float = 0.25) -> pd.DataFrame:
+    """Subscription customers matching ``projects/churn.yaml``; ``churned`` is about
+    ``positive_rate`` ones.
+
+    The same ``seed`` gives the same customers whatever ``positive_rate``: only the label's base
+    rate moves, as when upstream widens the churn definition (e.g. "left within 90 days" ->
+    "within 180 days"): the same customers are at risk for the same reasons, more of them count
+    as churned. Features do not drift, so data gates cannot see it (see demo.py, "relabelled").
+    """
+    if not 0 < positive_rate < 1:
+        raise ValueError(f"positive_rate must be between 0 and 1, got {positive_rate}")
     rng = np.random.default_rng(seed)
     n = n_rows
     plan = _pick(rng, CHURN_PLANS, [0.45, 0.35, 0.20], n)
@@ -84,7 +93,7 @@ def generate_churn(n_rows: int, seed: int) -> pd.DataFrame:
             "contract": _category(contract, CHURN_CONTRACTS),
             "region": _category(region, CHURN_REGIONS),
             "gender": _category(gender, GENDERS),
-            "churned": _labels(rng, logit, 0.25),
+            "churned": _labels(rng, logit, positive_rate),
         }
     )
 

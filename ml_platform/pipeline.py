@@ -233,3 +233,41 @@ def evaluate_candidate(
     path = evaluation.write_evaluation(result, _report_dir(reports, snap))
     registry.log_metrics(candidate.ref.run_id, {f"holdout_{k}": v for k, v in result.metrics.items()})
     return EvaluationOutcome(candidate, dict(result.metrics), verdict, {"evaluation": path})
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    """The serving monitor on production: its result, the model it judged, reports written."""
+
+    result: Any  # ml_platform.monitoring.MonitorResult
+    champion_version: int
+    reference_commit: str
+    paths: Mapping[str, Path]
+
+    def metadata(self) -> dict[str, Any]:
+        return {**self.result.metadata(), "champion_version": self.champion_version,
+                "reference_commit": self.reference_commit}
+
+
+def monitor_snapshot(cfg: ProjectConfig, store: DataStore, registry: ModelRegistry, paths: Any,
+                     *, min_rows: int = 200) -> MonitorOutcome:
+    """:func:`ml_platform.monitoring.monitor_production` against the champion's training rows."""
+    from datetime import UTC, datetime
+
+    from ml_platform import monitoring, training
+    from ml_platform.errors import DeploymentError
+
+    champion = registry.get_alias(cfg.name, CHAMPION)
+    if champion is None or not champion.data_commit:
+        raise DeploymentError(f"{cfg.name} has no champion in production yet: the serving monitor "
+                              f"judges live traffic against the champion's training data; deploy a "
+                              f"model first (materialize {cfg.name}/production_rollout)")
+    snap = load_snapshot(store, cfg, champion.data_commit)
+    train_rows, _ = training.split_holdout(snap.frame, cfg)
+    result = monitoring.monitor_production(cfg, paths, train_rows, min_rows=min_rows)
+    written: Mapping[str, Path] = {}
+    if result.drift is not None:
+        out = paths.reports / cfg.name / "serving" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out.mkdir(parents=True, exist_ok=True)
+        written = drift.write_drift_report(result.drift, out)
+    return MonitorOutcome(result, champion.version, champion.data_commit, written)

@@ -135,3 +135,20 @@ class DeploymentStore:
 
 def record_dict(record: DeploymentRecord) -> dict[str, Any]:
     return asdict(record)
+
+
+# One compute thread per model server. Requests are single rows or small micro-batches, where
+# OpenMP threads cannot help; and the OpenMP threads of several servers on the same cores
+# spin-wait against each other: with two servers and 2 CPUs a canary step's p95 went from
+# ~35 ms to ~1.8 s (make demo). Set OMP_NUM_THREADS in the deployer's environment to override.
+SERVER_THREADS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with the server thread defaults."""
+    import os
+
+    env = dict(os.environ if base is None else base)
+    for key, value in SERVER_THREADS_ENV.items():
+        env.setdefault(key, value)
+    return env

@@ -18,6 +18,7 @@ from docker.models.containers import Container
 
 from ml_platform._poll import Clock, Sleeper, free_port, wait_for_http
 from ml_platform.deploy.base import (
+    SERVER_THREADS_ENV,
     DeploymentRecord,
     DeploymentStore,
     Endpoint,
@@ -108,7 +109,8 @@ class DockerDeployer:
         try:
             container = self.client.containers.run(
                 image.image_id, detach=True, network_mode="host",
-                environment={"PORT": str(port), "HOST": "127.0.0.1", "VARIANT": variant},
+                environment={"PORT": str(port), "HOST": "127.0.0.1", "VARIANT": variant,
+                             **SERVER_THREADS_ENV},
                 labels={"mlplatform.project": self.project, "mlplatform.variant": variant,
                         "mlplatform.image": image.reference},
             )

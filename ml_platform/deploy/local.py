@@ -26,6 +26,7 @@ from ml_platform.deploy.base import (
     Endpoint,
     Health,
     check_variant,
+    server_environment,
 )
 from ml_platform.errors import DeploymentError
 from ml_platform.tracking import ModelRef
@@ -125,7 +126,8 @@ class LocalProcessDeployer:
         with log_path.open("ab") as out:
             try:
                 proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env=server_environment())
             except OSError as e:
                 raise DeploymentError(f"cannot start the model server for {variant}: {e}") from e
         self._children[proc.pid] = proc

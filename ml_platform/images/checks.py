@@ -19,6 +19,7 @@ from docker.models.containers import Container
 
 from ml_platform._poll import Clock, Sleeper, free_port, wait_for_http
 from ml_platform.config import Direction
+from ml_platform.deploy.base import SERVER_THREADS_ENV
 from ml_platform.errors import DeploymentError, ImageBuildError
 from ml_platform.gates import Verdict
 from ml_platform.images._docker import find_image
@@ -100,7 +101,8 @@ def _start(client: docker.DockerClient, image_id: str, port: int) -> Container:
     try:
         return client.containers.run(
             image_id, detach=True, network_mode="host",
-            environment={"PORT": str(port), "HOST": "127.0.0.1", "VARIANT": "smoke"},
+            environment={"PORT": str(port), "HOST": "127.0.0.1", "VARIANT": "smoke",
+                         **SERVER_THREADS_ENV},
             labels={"mlplatform.role": "container-smoke"},
         )
     except docker.errors.APIError as e:

@@ -15,6 +15,9 @@ EXPECTED_ASSETS = {
     "candidate_model",
     "evaluation",
     "promotion_decision",
+    "staging_deployment",
+    "production_rollout",
+    "rollout_approval",
 }
 EXPECTED_CHECKS = {
     ("training_data", "row_count"),
@@ -31,6 +34,7 @@ EXPECTED_CHECKS = {
     ("evaluation", "latency_budget"),
     ("evaluation", "explainability"),
     ("promotion_decision", "promotable"),
+    ("staging_deployment", "staging_smoke"),
 }
 
 
@@ -47,10 +51,15 @@ def test_every_project_yields_its_graph_job_and_sensor() -> None:
         assert keys[name] >= EXPECTED_ASSETS
         assert {(name, a, c) for a, c in EXPECTED_CHECKS} <= checks
         assert defs.resolve_job_def(f"{name}_ci") is not None
-        sensor = defs.resolve_sensor_def(f"{name}_data_commit_sensor")
-        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        for kind in ("data_commit", "rollout"):
+            sensor = defs.resolve_sensor_def(f"{name}_{kind}_sensor")
+            assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert defs.resolve_job_def(f"{name}_rollout_approval") is not None
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert set(projects) <= groups
+    # churn ships on every data commit (dataset.on_commit: production); credit stops at the decision
+    assert defs.resolve_sensor_def("churn_data_commit_sensor").job_name == "churn_production"
+    assert defs.resolve_sensor_def("credit_data_commit_sensor").job_name == "credit_ci"
 
 
 def test_blocking_modes_follow_config() -> None:

@@ -11,14 +11,14 @@ import pytest
 
 from assets.delivery import approval_job_name, images_mode, require_staging_passed
 from definitions import build_defs
-from ml_platform import cd, training
+from ml_platform import cd, demo_data, training
 from ml_platform.config import AnalysisSpec, ProjectConfig, RolloutSpec
 from ml_platform.errors import ConfigError, GateRefusal
 from ml_platform.rollout import Phase
 from ml_platform.settings import platform_paths
 from ml_platform.tracking import ModelRegistry
 from ml_platform.traffic import replay
-from orchestration import RunOutcome, execute_requests, sensor_run_requests
+from orchestration import RunOutcome, execute_requests, sensor_run_requests, sensor_tick
 from tests.conftest import require_service
 from tests.dagster.conftest import clean_frame, commit_frame
 
@@ -42,6 +42,29 @@ def _latest(instance: dg.DagsterInstance, name: str) -> dict:
     event = instance.get_latest_materialization_event(dg.AssetKey(["churn", name]))
     assert event is not None and event.asset_materialization is not None, f"{name} not materialized"
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def _observations(instance: dg.DagsterInstance) -> list[dict]:
+    records = instance.fetch_observations(dg.AssetKey(["churn", "production_rollout"]), limit=100,
+                                          ascending=True).records
+    return [{k: getattr(v, "value", v) for k, v in r.asset_observation.metadata.items()}
+            for r in records if r.asset_observation is not None]
+
+
+def _drive(defs: dg.Definitions, instance: dg.DagsterInstance, cfg: ProjectConfig, holdout, *,
+           until: Phase, ticks: int = 10) -> tuple[int, str | None]:
+    """Replayed traffic, then one rollout_sensor tick, until the rollout reaches ``until``."""
+    env = cd.Environment(cfg.name, "production", platform_paths())
+    cursor = None
+    for tick in range(ticks):
+        tick_result = sensor_tick(defs, instance, f"{cfg.name}_rollout_sensor", cursor)
+        cursor = tick_result.cursor or cursor
+        state = env.store.latest(cfg.name)
+        if state is not None and state.phase is until:
+            return tick, cursor
+        replay(env.router_url(), holdout[cfg.training_features], holdout[cfg.target],
+               rate_per_s=500, max_requests=150, max_seconds=20)
+    raise AssertionError(f"rollout never reached {until}: {env.store.latest(cfg.name)}")
 
 
 def _gate(outcome: RunOutcome, name: str):
@@ -152,16 +175,15 @@ def test_a_canary_waits_for_approval_given_in_the_ui_then_becomes_champion(
     assert not early.success
     assert "awaiting_approval" in str(early.all_events)
 
+    # the rollout sensor drives it under replayed traffic: 50 %, then it waits for a human
     _, holdout = training.split_holdout(clean_frame(seed=7), cfg)
-    state = cd.reconcile_rollout(cfg, paths)
-    for _ in range(8):
-        if state.phase is Phase.AWAITING_APPROVAL:
-            break
-        replay(cd.Environment("churn", "production", paths).router_url(), holdout[cfg.training_features],
-               holdout[cfg.target], rate_per_s=500, max_requests=80, max_seconds=20)
-        state = cd.reconcile_rollout(cfg, paths)
-    assert state.phase is Phase.AWAITING_APPROVAL, state.history[-1].reason
+    ticks, cursor = _drive(defs, instance, cfg, holdout, until=Phase.AWAITING_APPROVAL)
+    observed = _observations(instance)
+    assert [m["phase"] for m in observed][-3:] == ["staged", "canary", "awaiting_approval"]
+    assert observed[-2]["canary_weight"] == 50 and observed[-2]["actor"] == "rollout_sensor"
     assert _registry().get_alias("churn", "champion").version == 1
+    again = sensor_tick(defs, instance, "churn_rollout_sensor", cursor)
+    assert again.asset_events == [] and "still awaiting_approval at 50 %" in str(again.skip_message)
 
     done = approval.execute_in_process(instance=instance, run_config=config)
     assert done.success
@@ -169,6 +191,39 @@ def test_a_canary_waits_for_approval_given_in_the_ui_then_becomes_champion(
     assert (meta["phase"], meta["by"], meta["reason"]) == ("promoted", "bob", "CAB-42")
     assert _registry().get_alias("churn", "champion").version == 2
     assert cd.Environment("churn", "production", paths).variants()["stable"]["weight"] == 100
+    # the next sensor tick reports the approval's steps and the finished rollout
+    final = sensor_tick(defs, instance, "churn_rollout_sensor", cursor)
+    assert [m["phase"] for m in _observations(instance)][-1] == "promoted"
+    ended = _latest(instance, "production_rollout")
+    assert ended["phase"] == "promoted" and "approved by bob" in ended["history"]
+    assert any(isinstance(e, dg.AssetMaterialization) for e in final.asset_events)
+
+
+def test_the_rollout_sensor_rolls_back_a_canary_whose_predictions_shift(
+    churn: ProjectConfig, store, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # upstream widened the churn definition: offline gates pass, live scores shift by ~0.25
+    monkeypatch.setenv("ML_PLATFORM_IMAGES", "off")
+    analysis = AnalysisSpec(min_requests=30, max_p95_latency_ms=2000.0)
+    cfg = churn.model_copy(update={"rollout": RolloutSpec(steps=[20, 100], analysis=analysis)})
+    defs = build_defs([cfg])
+    commit_frame(store, cfg, clean_frame(3000, seed=1))
+    _, cursor = _run(defs, instance, cfg, None)
+    commit_frame(store, cfg, demo_data.generate_churn(3000, seed=8, positive_rate=0.5), "180-day churn")
+    second, _ = _run(defs, instance, cfg, cursor)
+    assert second.decision == "PROMOTE", second.failed_checks
+
+    _, holdout = training.split_holdout(clean_frame(3000, seed=1), cfg)
+    _drive(defs, instance, cfg, holdout, until=Phase.ROLLED_BACK)
+    last = _observations(instance)[-1]
+    assert last["phase"] == "rolled_back" and "prediction_shift" in last["reason"]
+    assert last["check/prediction_shift"].startswith("fail")
+    ended = _latest(instance, "production_rollout")
+    assert ended["phase"] == "rolled_back" and ended["candidate_version"] == "2"
+    assert _registry().get_alias("churn", "champion").version == 1  # production kept serving v1
+    env = cd.Environment("churn", "production", platform_paths())
+    assert {n: v["weight"] for n, v in env.variants().items()} == {"stable": 100}
+    assert _registry().get_version_tags("churn", 2)[cd.ROLLOUT_TAG] == "rolled_back"
 
 
 def test_production_refuses_a_version_that_never_passed_staging(

@@ -115,3 +115,13 @@ def test_with_noisy_labels_flips_exactly(churn: pd.DataFrame) -> None:
     out = dd.with_noisy_labels(churn, "churned", 0.1, seed=1)
     assert (out["churned"] != churn["churned"]).sum() == 600
     assert set(np.unique(out["churned"])) == {0, 1}
+
+
+def test_a_wider_churn_definition_changes_only_the_label_base_rate() -> None:
+    before = dd.generate_churn(4000, seed=8)
+    after = dd.generate_churn(4000, seed=8, positive_rate=0.5)
+    features = [c for c in before.columns if c != "churned"]
+    pd.testing.assert_frame_equal(before[features], after[features])  # same customers
+    assert abs(before["churned"].mean() - 0.25) < 0.03 and abs(after["churned"].mean() - 0.5) < 0.03
+    with pytest.raises(ValueError, match="positive_rate"):
+        dd.generate_churn(10, seed=1, positive_rate=1.0)
