@@ -28,7 +28,8 @@ def _events(cfg: ProjectConfig, states: list[RolloutState], cursor: ReportCursor
     events: list[dg.AssetObservation | dg.AssetMaterialization] = []
     for item in todo:
         for t in item.transitions:
-            events.append(dg.AssetObservation(asset_key=key, metadata=md.plain(transition_metadata(item.state, t))))
+            meta = md.plain(transition_metadata(item.state, t))
+            events.append(dg.AssetObservation(asset_key=key, metadata=meta))
         if item.state.terminal:
             final = transition_metadata(item.state, item.state.history[-1])
             events.append(dg.AssetMaterialization(

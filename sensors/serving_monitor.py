@@ -95,8 +95,8 @@ def build_serving_monitor_sensor(
             rows_seen = rows
         cursor = json.dumps({"rows": rows_seen, "storage_id": newest})
         if not requests:
-            return dg.SkipReason(f"{rows - rows_seen} new logged prediction request(s) of {min_new_rows} needed for a "
-                                 f"monitor run; no new retraining request")
+            return dg.SkipReason(f"{rows - rows_seen} new logged prediction request(s) of "
+                                 f"{min_new_rows} needed for a monitor run; no new retraining request")
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return serving_monitor_sensor
